@@ -1,0 +1,120 @@
+"""Rectified stereo calibration: the numbers that turn disparity into metric depth and points.
+
+Sign convention, stated once for the whole package: disparity ``d`` is positive and a left
+pixel ``(u, v)`` matches the right pixel ``(u - d, v)``. Depth ``Z = fx * baseline / d`` metres.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+
+
+class CalibrationError(ValueError):
+    """A calibration that cannot describe a rectified stereo pair."""
+
+
+@dataclass(frozen=True)
+class StereoCalibration:
+    """Pinhole intrinsics of the rectified left camera plus the stereo baseline.
+
+    Attributes:
+        fx, fy: focal lengths in pixels.
+        cx, cy: principal point in pixels.
+        baseline: distance between the optical centres in metres (> 0).
+        width, height: image size the intrinsics refer to (0 = unknown).
+    """
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    baseline: float
+    width: int = 0
+    height: int = 0
+
+    def __post_init__(self) -> None:
+        values = (self.fx, self.fy, self.cx, self.cy, self.baseline)
+        if not all(np.isfinite(v) for v in values):
+            raise CalibrationError(f"calibration has non-finite values: {values}")
+        if self.fx <= 0 or self.fy <= 0:
+            raise CalibrationError(
+                f"focal length must be positive (fx={self.fx}, fy={self.fy}); "
+                "is the camera_info's P matrix filled in?"
+            )
+        if self.baseline <= 0:
+            raise CalibrationError(
+                f"stereo baseline must be positive, got {self.baseline} m; the right camera_info's "
+                "P[0,3] must hold -fx*B (rectify the pair with image_proc / camera_calibration)"
+            )
+
+    @classmethod
+    def from_projection_matrices(
+        cls,
+        p_left: Sequence[float] | np.ndarray,
+        p_right: Sequence[float] | np.ndarray,
+        width: int = 0,
+        height: int = 0,
+    ) -> StereoCalibration:
+        """Build from the 3x4 projection matrices of a rectified pair (CameraInfo.p).
+
+        ``B = -P_right[0,3] / P_right[0,0]`` as in image_geometry's StereoCameraModel.
+        """
+        pl = np.asarray(p_left, dtype=np.float64).reshape(3, 4)
+        pr = np.asarray(p_right, dtype=np.float64).reshape(3, 4)
+        if pr[0, 0] == 0:
+            raise CalibrationError(
+                "right projection matrix has P[0,0] = 0; camera_info not calibrated"
+            )
+        baseline = -pr[0, 3] / pr[0, 0]
+        return cls(
+            fx=float(pl[0, 0]),
+            fy=float(pl[1, 1]),
+            cx=float(pl[0, 2]),
+            cy=float(pl[1, 2]),
+            baseline=float(baseline),
+            width=int(width),
+            height=int(height),
+        )
+
+    def projection_matrices(self) -> tuple[np.ndarray, np.ndarray]:
+        """(P_left, P_right) 3x4 matrices of this rectified pair."""
+        p_left = np.array(
+            [[self.fx, 0.0, self.cx, 0.0], [0.0, self.fy, self.cy, 0.0], [0.0, 0.0, 1.0, 0.0]]
+        )
+        p_right = p_left.copy()
+        p_right[0, 3] = -self.fx * self.baseline
+        return p_left, p_right
+
+    def scaled(self, sx: float, sy: float) -> StereoCalibration:
+        """Calibration of the same cameras after resizing the images by (sx, sy)."""
+        return replace(
+            self,
+            fx=self.fx * sx,
+            fy=self.fy * sy,
+            cx=(self.cx + 0.5) * sx - 0.5,
+            cy=(self.cy + 0.5) * sy - 0.5,
+            width=round(self.width * sx),
+            height=round(self.height * sy),
+        )
+
+    def depth_from_disparity(self, disparity: np.ndarray) -> np.ndarray:
+        """Metric depth for positive disparities, NaN elsewhere."""
+        d = np.asarray(disparity, dtype=np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.float32(self.fx * self.baseline) / d
+        return np.where(d > 0, z, np.float32(np.nan)).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StereoCalibration:
+        return cls(
+            **{k: data[k] for k in ("fx", "fy", "cx", "cy", "baseline") if k in data},
+            width=int(data.get("width", 0)),
+            height=int(data.get("height", 0)),
+        )

@@ -1,0 +1,11 @@
+"""Network architectures, looked up by name through the registry."""
+
+from stereo_semantic_ros.networks import esp_joint  # noqa: F401  (registers the builder)
+from stereo_semantic_ros.networks.registry import (
+    get_model,
+    get_model_builder,
+    list_models,
+    register_model,
+)
+
+__all__ = ["get_model", "get_model_builder", "list_models", "register_model"]

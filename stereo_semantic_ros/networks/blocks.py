@@ -1,0 +1,177 @@
+"""Blocks shared by the architectures: conv units, ESP blocks, cost volumes, soft-argmin."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NormLayer = Callable[[int], nn.Module]
+
+
+def leaky_relu() -> nn.Module:
+    # slope 0.01 as in the ESP joint paper (Sec. IV-B)
+    return nn.LeakyReLU(0.01, inplace=True)
+
+
+class ConvBNAct(nn.Sequential):
+    """Conv2d (no bias) -> norm -> leaky ReLU; ``act=False`` drops the activation."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        dilation: int = 1,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        act: bool = True,
+    ) -> None:
+        padding = dilation * (kernel_size - 1) // 2
+        layers: list[nn.Module] = [
+            nn.Conv2d(
+                in_channels, out_channels, kernel_size, stride, padding, dilation, bias=False
+            ),
+            norm_layer(out_channels),
+        ]
+        if act:
+            layers.append(leaky_relu())
+        super().__init__(*layers)
+
+
+class ESPBlock(nn.Module):
+    """Efficient spatial pyramid block (ESPNet, Mehta et al. 2018).
+
+    Reduce -> split -> transform -> merge: a pointwise (or strided 3x3 when downsampling) conv
+    reduces C input channels to ``M / K``; K parallel 3x3 convolutions with dilation rates
+    ``2**(k-1)`` see growing receptive fields; hierarchical feature fusion (HFF) adds the branch
+    outputs cumulatively before concatenating them, which removes the gridding artefacts of
+    plain summation. A residual connection is used when shapes allow it.
+
+    Args:
+        in_channels: C.
+        out_channels: M.
+        branches: K, the width divider.
+        stride: 1, or 2 to halve the resolution (no residual then).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        branches: int = 5,
+        stride: int = 1,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__()
+        if branches < 1 or out_channels < branches:
+            raise ValueError(
+                f"ESP block needs 1 <= branches <= out_channels, got {branches}, {out_channels}"
+            )
+        width = out_channels // branches
+        # the first branch takes the remainder so the concatenation has exactly M channels
+        first = out_channels - (branches - 1) * width
+        kernel = 1 if stride == 1 else 3
+        self.reduce = nn.Conv2d(in_channels, width, kernel, stride, (kernel - 1) // 2, bias=False)
+        self.branches = nn.ModuleList(
+            nn.Conv2d(width, first if k == 0 else width, 3, 1, 2**k, dilation=2**k, bias=False)
+            for k in range(branches)
+        )
+        self.residual = stride == 1 and in_channels == out_channels
+        self.norm = norm_layer(out_channels)
+        self.act = leaky_relu()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, M, H/stride, W/stride)."""
+        reduced = self.reduce(x)
+        outputs = [self.branches[0](reduced)]
+        fused: torch.Tensor | None = None
+        for branch in self.branches[1:]:
+            y = branch(reduced)
+            fused = y if fused is None else fused + y
+            outputs.append(fused)
+        out = torch.cat(outputs, dim=1)
+        if self.residual:
+            out = out + x
+        return self.act(self.norm(out))
+
+
+class InputReinforcement(nn.Module):
+    """The input image average-pooled by ``2**levels`` (ESPNet's input reinforcement)."""
+
+    def __init__(self, levels: int) -> None:
+        super().__init__()
+        self.pool = nn.Sequential(*[nn.AvgPool2d(3, stride=2, padding=1) for _ in range(levels)])
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.pool(image)
+
+
+class ResBlock3d(nn.Module):
+    """Two 3x3x3 convs with batch norm and a residual (ReLU, as the paper's regulariser)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv3d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm3d(channels),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm3d(channels),
+        )
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.body(x))
+
+
+def concat_cost_volume(left: torch.Tensor, right: torch.Tensor, levels: int) -> torch.Tensor:
+    """4D concatenation cost volume (GC-Net / PSMNet style).
+
+    Args:
+        left, right: (B, C, H, W) features of the two views at the volume's resolution.
+        levels: number of disparity hypotheses D at that resolution.
+
+    Returns:
+        (B, 2C, D, H, W): ``[:, :C, d, :, x] = left[..., x]`` and
+        ``[:, C:, d, :, x] = right[..., x - d]``
+        for ``x >= d``; zero where the right view has no pixel for hypothesis d.
+    """
+    if left.shape != right.shape:
+        raise ValueError(f"left features {tuple(left.shape)} and right {tuple(right.shape)} differ")
+    b, c, h, w = left.shape
+    volume = left.new_zeros(b, 2 * c, levels, h, w)
+    for d in range(levels):
+        if d >= w:
+            break
+        volume[:, :c, d, :, d:] = left[..., d:]
+        volume[:, c:, d, :, d:] = right[..., : w - d]
+    return volume
+
+
+def soft_argmin(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable arg-min over the disparity dimension (GC-Net, paper eq. 1).
+
+    Args:
+        cost: (B, D, H, W) matching costs; lower is better.
+
+    Returns:
+        disparity (B, 1, H, W) in units of the D dimension's index, and the peak probability of
+        the softmax(-cost) distribution (B, 1, H, W) in [1/D, 1], used as the confidence.
+    """
+    prob = torch.softmax(-cost.float(), dim=1)
+    hypotheses = torch.arange(cost.shape[1], device=cost.device, dtype=prob.dtype).view(1, -1, 1, 1)
+    disparity = (prob * hypotheses).sum(dim=1, keepdim=True)
+    confidence = prob.amax(dim=1, keepdim=True)
+    return disparity, confidence
+
+
+def upsample_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of (B, C, h, w) to ``size`` = (H, W)."""
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

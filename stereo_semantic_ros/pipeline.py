@@ -1,0 +1,319 @@
+"""The one pipeline: a rectified pair + calibration in, disparity, depth, labels and points out.
+
+The node, rosbag replay, evaluation and the benchmark all call :class:`StereoPipeline`, so what
+is measured offline is what runs on the vehicle. No ROS imports here.
+
+On a GPU the pair is uploaded once; normalisation, the network, depth, confidence masking,
+labels and the 3D points are computed on the device, and only the requested arrays come back
+in a single device-to-host copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stereo_semantic_ros.calibration import StereoCalibration
+from stereo_semantic_ros.checkpoint import DEFAULT_MEAN, DEFAULT_STD, Checkpoint, load_checkpoint
+from stereo_semantic_ros.labels import CITYSCAPES_19, IGNORE_LABEL, LabelSet
+from stereo_semantic_ros.networks import get_model
+from stereo_semantic_ros.pointcloud import PointCloudOptions, build_cloud
+from stereo_semantic_ros.preprocess import hwc_to_bchw, normalize, pad_to_multiple
+
+INVALID_DISPARITY = -1.0
+"""Value of invalid disparity pixels: below ``MIN_DISPARITY`` as DisparityImage consumers expect."""
+MIN_DISPARITY = 0.0
+"""Smallest valid disparity; any pixel with disparity <= 0 has no finite depth and is invalid."""
+
+OUTPUTS = ("disparity", "depth", "confidence", "labels", "points")
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class InputError(ValueError):
+    """A stereo pair the pipeline cannot process (shapes, dtype, calibration)."""
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> the first CUDA device if any, else CPU; ``cpu``, ``cuda``, ``cuda:N`` as is."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r} requested but no CUDA device is available; use 'auto' or 'cpu'"
+        )
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return dev
+
+
+@dataclass
+class PipelineResult:
+    """Host arrays of one frame, all at the input image's resolution (points: strided).
+
+    Attributes:
+        disparity: (H, W) float32 pixels, ``INVALID_DISPARITY`` where invalid or not confident.
+        depth: (H, W) float32 metres, NaN where invalid.
+        confidence: (H, W) float32 peak probability of the soft-argmin distribution.
+        labels: (H, W) uint8 train ids (argmax of the segmentation).
+        points: structured array from :func:`stereo_semantic_ros.pointcloud.build_cloud`.
+        timings_ms: ``network`` (forward pass) and ``total`` wall-clock milliseconds.
+    """
+
+    disparity: np.ndarray | None = None
+    depth: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    points: np.ndarray | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class StereoPipeline:
+    """Network + pre/post-processing on one device.
+
+    Args:
+        model: a registered architecture in eval mode (outputs ``disparity``, ``confidence``,
+            ``seg_logits``; see the network's forward contract).
+        label_set: classes of the segmentation head.
+        mean, std: RGB normalisation in 0..255 units.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        precision: ``fp32``, ``fp16`` or ``bf16``; half precisions need CUDA and fall back to
+            fp32 on the CPU (recorded in ``self.precision``).
+        input_scale: the pair is resized by this factor before the network (speed); results
+            are brought back to the input resolution.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        label_set: LabelSet = CITYSCAPES_19,
+        mean: Sequence[float] = DEFAULT_MEAN,
+        std: Sequence[float] = DEFAULT_STD,
+        device: str = "auto",
+        precision: str = "fp32",
+        input_scale: float = 1.0,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if not 0.05 <= input_scale <= 4.0:
+            raise ValueError(f"input_scale must be within [0.05, 4], got {input_scale}")
+        self.device = resolve_device(device)
+        self.requested_precision = precision
+        # half precision on a CPU is slower than fp32 and poorly supported: fall back
+        self.precision = precision if self.device.type == "cuda" else "fp32"
+        self.model = model.to(self.device).eval()
+        self.label_set = label_set
+        self.mean = tuple(float(v) for v in mean)
+        self.std = tuple(float(v) for v in std)
+        self.input_scale = float(input_scale)
+        self.stride = int(getattr(model, "stride", 8))
+        self.max_disparity = int(getattr(model, "max_disparity", 192))
+        self.checkpoint: Checkpoint | None = None
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs: object) -> StereoPipeline:
+        """Load weights written by the training script; see :func:`load_checkpoint` for errors."""
+        ckpt = load_checkpoint(path)
+        pipe = cls(
+            ckpt.build_model(), label_set=ckpt.label_set, mean=ckpt.mean, std=ckpt.std, **kwargs
+        )  # type: ignore[arg-type]
+        pipe.checkpoint = ckpt
+        return pipe
+
+    @classmethod
+    def untrained(
+        cls, architecture: str = "esp_joint", seed: int = 0, **kwargs: object
+    ) -> StereoPipeline:
+        """Randomly initialised network, for tests and plumbing checks (outputs are meaningless)."""
+        hyper = {k: kwargs.pop(k) for k in list(kwargs) if k in ("max_disparity", "num_classes")}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = get_model(architecture, **hyper)
+        return cls(model, **kwargs)  # type: ignore[arg-type]
+
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+
+    def _upload(
+        self, left: np.ndarray | torch.Tensor, right: np.ndarray | torch.Tensor
+    ) -> torch.Tensor:
+        for name, img in (("left", left), ("right", right)):
+            if tuple(img.shape[-1:]) != (3,) or img.ndim != 3:
+                raise InputError(
+                    f"{name} image must be (H, W, 3) RGB, got shape {tuple(img.shape)}"
+                )
+            if img.dtype not in (np.uint8, torch.uint8):
+                raise InputError(f"{name} image must be uint8, got {img.dtype}")
+        if tuple(left.shape) != tuple(right.shape):
+            raise InputError(
+                f"left {tuple(left.shape)} and right {tuple(right.shape)} images differ in size; "
+                "both must come from the same rectification"
+            )
+        if isinstance(left, torch.Tensor) and isinstance(right, torch.Tensor):
+            pair = torch.stack([left, right]).to(self.device, non_blocking=True)
+        else:
+            pair = torch.from_numpy(np.stack([np.asarray(left), np.asarray(right)])).to(self.device)
+        return pair  # (2, H, W, 3) uint8 on the device
+
+    @torch.inference_mode()
+    def infer(self, pair: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Network outputs at the input resolution for an uploaded (2, H, W, 3) uint8 pair.
+
+        Returns ``disparity``/``confidence`` (1, 1, H, W) and ``seg_logits`` (1, C, H, W),
+        on the device.
+        """
+        h, w = pair.shape[1:3]
+        x = hwc_to_bchw(pair)
+        if self.input_scale != 1.0:
+            size = (
+                max(self.stride, round(h * self.input_scale)),
+                max(self.stride, round(w * self.input_scale)),
+            )
+            x = F.interpolate(
+                x.float(), size=size, mode="bilinear", align_corners=False, antialias=True
+            )
+        x = normalize(x, self.mean, self.std)
+        x, (sh, sw) = pad_to_multiple(x, self.stride)
+        with self._autocast():
+            out = self.model(x[:1], x[1:])
+        out = {k: v[..., :sh, :sw].float() for k, v in out.items() if v.shape[-1] == x.shape[-1]}
+        if (sh, sw) != (h, w):
+            scale_x = w / sw
+            out = {
+                k: F.interpolate(v, size=(h, w), mode="bilinear", align_corners=False)
+                for k, v in out.items()
+            }
+            if "disparity" in out:
+                out["disparity"] = out["disparity"] * scale_x
+        return out
+
+    def run(
+        self,
+        left: np.ndarray | torch.Tensor,
+        right: np.ndarray | torch.Tensor,
+        calib: StereoCalibration,
+        *,
+        outputs: Collection[str] = OUTPUTS,
+        min_confidence: float = 0.0,
+        cloud: PointCloudOptions | None = None,
+    ) -> PipelineResult:
+        """Process one rectified pair.
+
+        Args:
+            left, right: (H, W, 3) uint8 RGB, numpy or torch (a CUDA tensor skips the upload).
+            calib: calibration of this pair at (H, W).
+            outputs: subset of ``OUTPUTS`` to bring back to the host; others are not computed
+                or copied. ``points`` uses ``cloud`` options.
+            min_confidence: pixels whose confidence is lower are invalid (disparity, depth, points).
+
+        Raises:
+            InputError: mismatched or malformed images.
+        """
+        unknown = set(outputs) - set(OUTPUTS)
+        if unknown:
+            raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {OUTPUTS}")
+        cloud = cloud or PointCloudOptions()
+        t0 = time.perf_counter()
+        pair = self._upload(left, right)
+        h, w = pair.shape[1:3]
+        if calib.width and calib.height and (calib.width, calib.height) != (w, h):
+            raise InputError(
+                f"calibration is for {calib.width}x{calib.height} but the images are {w}x{h}"
+            )
+        result = PipelineResult()
+        if not outputs:
+            return result
+        t1 = time.perf_counter()
+        net = self.infer(pair)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        t2 = time.perf_counter()
+        host = self._postprocess(net, pair, calib, set(outputs), min_confidence, cloud)
+        result.disparity = host.get("disparity")
+        result.depth = host.get("depth")
+        result.confidence = host.get("confidence")
+        if "labels" in host:
+            result.labels = host["labels"].astype(np.uint8)
+        if "points" in outputs:
+            result.points = build_cloud(
+                host["xyz"],
+                host["rgb"],
+                host["point_labels"].astype(np.uint8),
+                host.get("point_confidence"),
+                organized=cloud.organized,
+            )
+        t3 = time.perf_counter()
+        result.timings_ms = {"network": (t2 - t1) * 1e3, "total": (t3 - t0) * 1e3}
+        return result
+
+    @torch.inference_mode()
+    def _postprocess(
+        self,
+        net: dict[str, torch.Tensor],
+        pair: torch.Tensor,
+        calib: StereoCalibration,
+        outputs: set[str],
+        min_confidence: float,
+        cloud: PointCloudOptions,
+    ) -> dict[str, np.ndarray]:
+        h, w = pair.shape[1:3]
+        disp = net["disparity"][0, 0]
+        conf = net["confidence"][0, 0]
+        valid = (disp > MIN_DISPARITY) & torch.isfinite(disp) & (conf >= min_confidence)
+        depth = torch.where(valid, (calib.fx * calib.baseline) / disp.clamp_min(1e-6), torch.nan)
+        labels = (
+            net["seg_logits"][0].argmax(0)
+            if "seg_logits" in net
+            else torch.full_like(disp, IGNORE_LABEL)
+        )
+        device_arrays: dict[str, torch.Tensor] = {}
+        if "disparity" in outputs:
+            device_arrays["disparity"] = torch.where(valid, disp, INVALID_DISPARITY)
+        if "depth" in outputs:
+            device_arrays["depth"] = depth
+        if "confidence" in outputs:
+            device_arrays["confidence"] = conf
+        if "labels" in outputs:
+            device_arrays["labels"] = labels.float()
+        if "points" in outputs:
+            s = cloud.stride
+            z = depth[::s, ::s]
+            z = torch.where(z <= cloud.max_depth, z, torch.nan)
+            v, u = torch.meshgrid(
+                torch.arange(0, h, s, device=z.device, dtype=torch.float32),
+                torch.arange(0, w, s, device=z.device, dtype=torch.float32),
+                indexing="ij",
+            )
+            xyz = torch.stack([(u - calib.cx) * z / calib.fx, (v - calib.cy) * z / calib.fy, z], -1)
+            point_valid = torch.isfinite(z)
+            device_arrays["xyz"] = xyz
+            device_arrays["rgb"] = pair[0, ::s, ::s].float()
+            device_arrays["point_labels"] = torch.where(
+                point_valid, labels[::s, ::s].float(), IGNORE_LABEL
+            )
+            if cloud.with_confidence:
+                device_arrays["point_confidence"] = conf[::s, ::s]
+        # one device-to-host copy for everything requested
+        flat = torch.cat([t.reshape(-1).float() for t in device_arrays.values()]).cpu().numpy()
+        host: dict[str, np.ndarray] = {}
+        offset = 0
+        for key, t in device_arrays.items():
+            n = t.numel()
+            host[key] = flat[offset : offset + n].reshape(t.shape)
+            offset += n
+        if "rgb" in host:
+            host["rgb"] = host["rgb"].astype(np.uint8)
+        return host
