@@ -34,6 +34,7 @@ MIN_DISPARITY = 0.0
 """Smallest valid disparity; any pixel with disparity <= 0 has no finite depth and is invalid."""
 
 OUTPUTS = ("disparity", "depth", "confidence", "labels", "points")
+GEOMETRIC_OUTPUTS = frozenset(("disparity", "depth", "confidence", "points"))
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -117,6 +118,7 @@ class StereoPipeline:
         self.input_scale = float(input_scale)
         self.stride = int(getattr(model, "stride", 8))
         self.max_disparity = int(getattr(model, "max_disparity", 192))
+        self.tasks = tuple(getattr(model, "tasks", ("disparity", "segmentation")))
         self.checkpoint: Checkpoint | None = None
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -225,6 +227,12 @@ class StereoPipeline:
         unknown = set(outputs) - set(OUTPUTS)
         if unknown:
             raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {OUTPUTS}")
+        geometric = set(outputs) & GEOMETRIC_OUTPUTS
+        if geometric and "disparity" not in self.tasks:
+            raise ValueError(
+                f"{sorted(geometric)} need disparity, but these weights were trained for "
+                f"{list(self.tasks)} only; request 'labels' or use joint weights"
+            )
         cloud = cloud or PointCloudOptions()
         t0 = time.perf_counter()
         pair = self._upload(left, right)
@@ -270,15 +278,45 @@ class StereoPipeline:
         cloud: PointCloudOptions,
     ) -> dict[str, np.ndarray]:
         h, w = pair.shape[1:3]
+        if "seg_logits" in net:
+            labels = net["seg_logits"][0].argmax(0)
+        else:  # a disparity-only model: every label is "unknown"
+            labels = torch.full((h, w), IGNORE_LABEL, device=pair.device)
+        device_arrays: dict[str, torch.Tensor] = {}
+        if "labels" in outputs:
+            device_arrays["labels"] = labels.float()
+        if outputs & GEOMETRIC_OUTPUTS:
+            device_arrays.update(
+                self._geometry(net, pair, calib, labels, outputs, min_confidence, cloud)
+            )
+        # one device-to-host copy for everything requested
+        flat = torch.cat([t.reshape(-1).float() for t in device_arrays.values()]).cpu().numpy()
+        host: dict[str, np.ndarray] = {}
+        offset = 0
+        for key, t in device_arrays.items():
+            n = t.numel()
+            host[key] = flat[offset : offset + n].reshape(t.shape)
+            offset += n
+        if "rgb" in host:
+            host["rgb"] = host["rgb"].astype(np.uint8)
+        return host
+
+    def _geometry(
+        self,
+        net: dict[str, torch.Tensor],
+        pair: torch.Tensor,
+        calib: StereoCalibration,
+        labels: torch.Tensor,
+        outputs: set[str],
+        min_confidence: float,
+        cloud: PointCloudOptions,
+    ) -> dict[str, torch.Tensor]:
+        """Disparity, depth, confidence and points on the device, for the requested outputs."""
+        h, w = pair.shape[1:3]
         disp = net["disparity"][0, 0]
         conf = net["confidence"][0, 0]
         valid = (disp > MIN_DISPARITY) & torch.isfinite(disp) & (conf >= min_confidence)
         depth = torch.where(valid, (calib.fx * calib.baseline) / disp.clamp_min(1e-6), torch.nan)
-        labels = (
-            net["seg_logits"][0].argmax(0)
-            if "seg_logits" in net
-            else torch.full_like(disp, IGNORE_LABEL)
-        )
         device_arrays: dict[str, torch.Tensor] = {}
         if "disparity" in outputs:
             device_arrays["disparity"] = torch.where(valid, disp, INVALID_DISPARITY)
@@ -286,8 +324,6 @@ class StereoPipeline:
             device_arrays["depth"] = depth
         if "confidence" in outputs:
             device_arrays["confidence"] = conf
-        if "labels" in outputs:
-            device_arrays["labels"] = labels.float()
         if "points" in outputs:
             s = cloud.stride
             z = depth[::s, ::s]
@@ -306,14 +342,4 @@ class StereoPipeline:
             )
             if cloud.with_confidence:
                 device_arrays["point_confidence"] = conf[::s, ::s]
-        # one device-to-host copy for everything requested
-        flat = torch.cat([t.reshape(-1).float() for t in device_arrays.values()]).cpu().numpy()
-        host: dict[str, np.ndarray] = {}
-        offset = 0
-        for key, t in device_arrays.items():
-            n = t.numel()
-            host[key] = flat[offset : offset + n].reshape(t.shape)
-            offset += n
-        if "rgb" in host:
-            host["rgb"] = host["rgb"].astype(np.uint8)
-        return host
+        return device_arrays

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from stereo_semantic_ros.calibration import StereoCalibration
+from stereo_semantic_ros.networks import get_model
 from stereo_semantic_ros.pipeline import INVALID_DISPARITY, InputError, StereoPipeline
 from stereo_semantic_ros.pointcloud import PointCloudOptions, unpack_rgb
 
@@ -134,3 +135,18 @@ def test_bad_inputs_are_refused_with_reasons():
 def test_half_precision_falls_back_to_fp32_on_cpu():
     pipe = StereoPipeline(KnownOutputs(), device="cpu", precision="fp16")
     assert pipe.precision == "fp32" and pipe.requested_precision == "fp16"
+
+
+def test_single_task_weights():
+    left, right = images(16, 32)
+    calib = StereoCalibration(fx=50, fy=50, cx=16, cy=8, baseline=0.1)
+    seg_only = StereoPipeline(get_model("esp_joint", tasks=["segmentation"]), device="cpu")
+    res = seg_only.run(left, right, calib, outputs=["labels"])
+    assert res.labels.shape == (16, 32) and res.labels.max() < 19
+    with pytest.raises(ValueError, match=r"need disparity.*\['segmentation'\] only"):
+        seg_only.run(left, right, calib, outputs=["depth", "labels"])
+    model = get_model("esp_joint", max_disparity=16, tasks=["disparity"])
+    disp_only = StereoPipeline(model, device="cpu")
+    res = disp_only.run(left, right, calib, outputs=["disparity", "labels", "points"])
+    assert (res.labels == 255).all() and (res.points["label"] == 255).all()
+    assert res.disparity.shape == (16, 32)
