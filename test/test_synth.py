@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from stereo_semantic_ros.calibration import StereoCalibration
+from stereo_semantic_ros.datasets.kitti import Kitti2015
 from stereo_semantic_ros.labels import (
     CITYSCAPES_19,
     CITYSCAPES_ID_TO_TRAIN_ID,
@@ -192,33 +193,58 @@ def test_kitti_writer_layout_and_encoding(samples, tmp_path):
 
 def test_cli_writes_dataset_and_summary(tmp_path, capsys):
     out = tmp_path / "synth"
-    rc = synth_main(["--out", str(out), "--count", "3", "--width", "128", "--height", "48",
-                     "--seed", "4", "--workers", "1"])
+    rc = synth_main(["--out", str(out), "--count", "3", "--val-count", "2", "--width", "128",
+                     "--height", "48", "--seed", "4", "--workers", "1"])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "wrote 3 samples" in text and "class pixel frequencies" in text
+    assert "wrote 5 samples" in text and "class pixel frequencies" in text
     for name in CITYSCAPES_19.names:
         assert name in text
-    for i in range(3):
+    for i in range(5):
         assert (out / "training" / "image_2" / f"{i:06d}_10.png").is_file()
         assert (out / "training" / "calib_cam_to_cam" / f"{i:06d}.txt").is_file()
+    assert (out / "train.txt").read_text().split() == ["000000", "000001", "000002"]
+    assert (out / "val.txt").read_text().split() == ["000003", "000004"]
     meta = json.loads((out / "synthetic_meta.json").read_text())
-    seeds = meta["splits"]["training"]["seeds"]
-    assert seeds == [sample_seed(4, "training", i) for i in range(3)]
+    train, val = meta["subsets"]["train"], meta["subsets"]["val"]
+    assert train["seeds"] == [sample_seed(4, "train", i) for i in range(3)]
+    assert val["seeds"] == [sample_seed(4, "val", i) for i in range(2)]
+    assert not set(train["seeds"]) & set(val["seeds"])
+    assert (val["first_index"], val["count"]) == (3, 2)
     assert meta["settings"]["width"] == 128 and meta["settings"]["height"] == 48
     # a sample on disk is re-rendered exactly in memory from the seed recorded for it
-    again = generate_sample(seeds[2], 128, 48)
-    on_disk = _read(out / "training" / "image_2" / "000002_10.png")[..., ::-1]
+    again = generate_sample(val["seeds"][1], 128, 48)
+    on_disk = _read(out / "training" / "image_2" / "000004_10.png")[..., ::-1]
     assert np.array_equal(on_disk, again.left)
 
-    # a second split into the same root is added to the meta; other settings are refused
+    # another folder of the same root is added to the meta; other settings are refused
     assert synth_main(["--out", str(out), "--count", "1", "--width", "128", "--height", "48",
                        "--split", "testing", "--workers", "1"]) == 0
     meta = json.loads((out / "synthetic_meta.json").read_text())
-    assert set(meta["splits"]) == {"training", "testing"}
+    assert set(meta["subsets"]) == {"train", "val", "testing"}
+    assert (out / "testing" / "image_3" / "000000_10.png").is_file()
     capsys.readouterr()
     assert synth_main(["--out", str(out), "--count", "1", "--width", "64", "--height", "48"]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_kitti_loader_reads_what_the_generator_wrote(tmp_path):
+    """The package's KITTI 2015 loader returns the in-memory sample from the written files."""
+    assert synth_main(["--out", str(tmp_path), "--count", "1", "--val-count", "1", "--width",
+                       "128", "--height", "48", "--workers", "1"]) == 0
+    meta = json.loads((tmp_path / "synthetic_meta.json").read_text())
+    ref = generate_sample(meta["subsets"]["val"]["seeds"][0], 128, 48)
+    data = Kitti2015(tmp_path, "training", file_list=tmp_path / "val.txt",
+                     right_disparity_dir="disp_occ_right", right_semantic_dir="semantic_right")
+    assert len(data) == 1
+    got = data[0]
+    assert np.array_equal(got.left, ref.left) and np.array_equal(got.right, ref.right)
+    assert np.array_equal(got.valid, ref.valid) and np.array_equal(got.noc, ref.noc)
+    assert np.abs(got.disparity - ref.disparity).max() <= 1 / 512 + 1e-6
+    assert np.array_equal(got.labels, ref.labels)
+    assert np.abs(got.right_disparity - ref.right_disparity).max() <= 1 / 512 + 1e-6
+    assert got.calib.fx == pytest.approx(ref.calib.fx)
+    assert got.calib.baseline == pytest.approx(ref.calib.baseline)
 
 
 def test_bad_settings_raise_clear_errors():

@@ -2,11 +2,20 @@
 
 Examples::
 
+    # 300 training scenes and 100 held-out scenes, all under data/synth/training/
     stereo-semantic-synth --out data/synth --count 300 --val-count 100
-    stereo-semantic-synth --out data/synth --count 100 --split testing --seed 7
+    # scenes for another folder of the same root
+    stereo-semantic-synth --out data/synth --count 50 --split testing --seed 7
 
-Every sample has its own seed, derived from ``--seed``, the split name and the sample index
-(:func:`sample_seed`) and recorded in ``synthetic_meta.json``, so any single sample can be
+Samples are numbered on from 0 in ``<out>/<split>/``; ``--val-count`` samples follow the
+``--count`` ones in the same folder (KITTI train/val splits are index ranges of ``training/``,
+and the KITTI loader's ``file_list`` selects them). The root gets one file list per subset
+(``train.txt`` and ``val.txt`` for ``training/``; ``<split>.txt`` and ``<split>_val.txt``
+otherwise) naming its scenes, and ``synthetic_meta.json`` with the settings, per-sample seeds
+and class statistics.
+
+Every sample has its own seed, derived from ``--seed``, the subset name and the index within
+the subset (:func:`sample_seed`), so subsets never share scenes and any sample can be
 re-rendered in memory with :func:`stereo_semantic_ros.synth.generate_sample`.
 """
 
@@ -47,16 +56,22 @@ _SETTINGS_KEYS = ("width", "height", "focal", "baseline", "camera_height", "nois
                   "generator_version")
 
 
-def sample_seed(base_seed: int, split: str, index: int) -> int:
-    """Seed of sample ``index`` of ``split``: distinct across splits, indices and base seeds."""
-    seq = np.random.SeedSequence([int(base_seed), zlib.crc32(split.encode()), int(index)])
+def sample_seed(base_seed: int, subset: str, index: int) -> int:
+    """Seed of sample ``index`` of ``subset``: distinct across subsets, indices and base seeds."""
+    seq = np.random.SeedSequence([int(base_seed), zlib.crc32(subset.encode()), int(index)])
     return int(seq.generate_state(1, np.uint32)[0])
 
 
-def _render_job(job: tuple[str, str, int, int, dict[str, Any]]) -> tuple[str, int, int, np.ndarray]:
-    """Render and write one sample; returns (split, index, seed, stats) with stats =
+def subset_names(split: str) -> tuple[str, str]:
+    """Names (and file-list stems) of the main and the held-out subset of a split folder."""
+    return ("train", "val") if split == "training" else (split, f"{split}_val")
+
+
+def _render_job(job: tuple[str, str, str, int, int, dict[str, Any]]
+                ) -> tuple[str, int, int, np.ndarray]:
+    """Render and write one sample; returns (subset, index, seed, stats) with stats =
     [pixels per train id 0..18, ignore pixels, valid pixels, noc pixels, total pixels]."""
-    root, split, index, seed, opts = job
+    root, split, subset, index, seed, opts = job
     sample = generate_sample(seed, opts["width"], opts["height"], focal=opts["focal"],
                              baseline=opts["baseline"], camera_height=opts["camera_height"],
                              noise=opts["noise"], use_photos=opts["photos"],
@@ -64,7 +79,7 @@ def _render_job(job: tuple[str, str, int, int, dict[str, Any]]) -> tuple[str, in
     write_kitti_sample(root, index, sample, split)
     counts = np.bincount(np.minimum(sample.labels.ravel(), NUM_CLASSES), minlength=NUM_CLASSES + 1)
     extra = [int(sample.valid.sum()), int(sample.noc.sum()), sample.labels.size]
-    return split, index, seed, np.concatenate([counts, extra]).astype(np.int64)
+    return subset, index, seed, np.concatenate([counts, extra]).astype(np.int64)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,14 +91,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, type=Path, help="dataset root (created if missing)")
     p.add_argument("--count", type=int, default=300, help="samples to write (default 300)")
+    p.add_argument("--val-count", type=int, default=0,
+                   help="held-out samples written after them, with their own seeds and file "
+                        "list (default 0)")
+    p.add_argument("--split", default="training",
+                   help="folder under --out (default training, as KITTI)")
     p.add_argument("--width", type=int, default=512, help="image width in pixels (default 512)")
     p.add_argument("--height", type=int, default=160, help="image height in pixels (default 160)")
     p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--split", default="training",
-                       help="folder under --out for the --count samples (default training)")
-    group.add_argument("--val-count", type=int, default=0,
-                       help="also write this many samples to <out>/validation (other seeds)")
     p.add_argument("--focal", type=float, default=None,
                    help="focal length in pixels (default 720 * width / 1242, KITTI's view)")
     p.add_argument("--baseline", type=float, default=DEFAULT_BASELINE,
@@ -122,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.split or "/" in args.split or args.split in (".", ".."):
             raise SynthConfigError(f"--split must be a plain folder name, got {args.split!r}")
         calib = make_calibration(args.width, args.height, args.focal, args.baseline)
+        if args.camera_height <= 0.2:
+            raise SynthConfigError(f"--camera-height must be > 0.2 m, got {args.camera_height}")
         bank = build_texture_bank(not args.no_photos)  # before forking: workers share it
         settings = {
             "width": args.width, "height": args.height, "focal": calib.fx,
@@ -137,16 +154,18 @@ def main(argv: list[str] | None = None) -> int:
     opts = {"width": args.width, "height": args.height, "focal": calib.fx,
             "baseline": calib.baseline, "camera_height": args.camera_height,
             "noise": not args.no_noise, "photos": not args.no_photos}
-    plan = [(args.split, args.count)]
+    main_name, val_name = subset_names(args.split)
+    plan = [(main_name, 0, args.count)]
     if args.val_count:
-        plan.append(("validation", args.val_count))
-    jobs = [(str(args.out), split, i, sample_seed(args.seed, split, i), opts)
-            for split, count in plan for i in range(count)]
+        plan.append((val_name, args.count, args.val_count))
+    jobs = [(str(args.out), args.split, name, first + i, sample_seed(args.seed, name, i), opts)
+            for name, first, count in plan for i in range(count)]
     workers = args.workers or min(os.cpu_count() or 1, 8)
     workers = max(1, min(workers, len(jobs) or 1))
 
-    stats = {split: np.zeros(NUM_CLASSES + 4, np.int64) for split, _ in plan}
-    seeds: dict[str, list[int]] = {split: [0] * count for split, count in plan}
+    stats = {name: np.zeros(NUM_CLASSES + 4, np.int64) for name, _, _ in plan}
+    seeds = {name: [0] * count for name, _, count in plan}
+    firsts = {name: first for name, first, _ in plan}
     start = time.perf_counter()
     bar = tqdm(total=len(jobs), unit="sample", desc="synth", file=sys.stderr)
     pool = None
@@ -156,9 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             pool = multiprocessing.get_context("fork").Pool(workers)
             results = pool.imap(_render_job, jobs, chunksize=1)
-        for split, index, seed, st in results:
-            stats[split] += st
-            seeds[split][index] = seed
+        for name, index, seed, st in results:
+            stats[name] += st
+            seeds[name][index - firsts[name]] = seed
             bar.update(1)
     except (SynthConfigError, KittiWriteError, OSError) as exc:
         print(f"stereo-semantic-synth: error: {exc}", file=sys.stderr)
@@ -170,16 +189,21 @@ def main(argv: list[str] | None = None) -> int:
             pool.join()
     elapsed = time.perf_counter() - start
 
-    splits = meta.get("splits", {})
-    for split, count in plan:
-        st = stats[split]
+    subsets = meta.get("subsets", {})
+    for name, first, count in plan:
+        st = stats[name]
         total = max(int(st[-1]), 1)
-        splits[split] = {
+        list_path = args.out / f"{name}.txt"
+        list_path.write_text("".join(f"{first + i:06d}\n" for i in range(count)))
+        subsets[name] = {
+            "folder": args.split,
+            "first_index": first,
             "count": count,
+            "file_list": list_path.name,
             "base_seed": args.seed,
-            "seeds": seeds[split],
+            "seeds": seeds[name],
             "class_pixel_fraction": {
-                name: round(float(st[i]) / total, 6) for i, name in enumerate(CITYSCAPES_19.names)
+                n: round(float(st[i]) / total, 6) for i, n in enumerate(CITYSCAPES_19.names)
             },
             "valid_fraction": round(float(st[-3]) / total, 6),
             "noc_fraction": round(float(st[-2]) / total, 6),
@@ -188,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         "generator": "stereo_semantic_ros.synth",
         "settings": settings,
         "calibration": calib.to_dict(),
-        "splits": splits,
+        "subsets": subsets,
         "encoding": {
             "disparity": "uint16 PNG, value = round(disparity_px * 256), 0 = no ground truth "
                          "(sky); disp_occ_0 = all pixels, disp_noc_0 = visible in the right view",
@@ -196,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             "depth_0": f"uint16 PNG, value = round(depth_m * {DEPTH_SCALE:g}) (cm), 0 = none",
             "disp_occ_right": "right-view disparity, same encoding as disp_occ_0",
             "semantic_right": "right-view labelIds",
-            "calib_cam_to_cam": "KITTI format; P_rect_03[0,3] = -fx * baseline",
+            "calib_cam_to_cam": "KITTI format; P_rect_02[0,3] = 0, P_rect_03[0,3] = -fx * baseline",
         },
     })
     write_meta(args.out, meta)
@@ -204,9 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     n = len(jobs)
     total_st = sum(stats.values())
     pixels = max(int(total_st[-1]), 1)
-    per = ", ".join(f"{split}: {count}" for split, count in plan)
-    print(f"wrote {n} samples ({per}) of {args.width}x{args.height} to {args.out} "
-          f"in {elapsed:.1f} s ({elapsed / max(n, 1):.3f} s/sample, {workers} worker(s))")
+    per = ", ".join(f"{name}: {count} ({args.out / (name + '.txt')})" for name, _, count in plan)
+    print(f"wrote {n} samples of {args.width}x{args.height} to {args.out / args.split} in "
+          f"{elapsed:.1f} s ({elapsed / max(n, 1):.3f} s/sample, {workers} worker(s)); {per}")
     print(f"disparity ground truth on {100 * total_st[-3] / pixels:.1f}% of pixels "
           f"(non-occluded {100 * total_st[-2] / pixels:.1f}%); focal {calib.fx:.2f} px, "
           f"baseline {calib.baseline} m")

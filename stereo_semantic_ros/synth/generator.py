@@ -111,7 +111,11 @@ def generate_sample(
     Returns:
         A :class:`StereoSample` with left/right uint8 RGB, disparity/right_disparity in pixels
         (0 = sky, invalid), valid (finite depth), noc, labels (19-class train ids), depth
-        (metres, NaN for sky), calib and meta (seed, generator version, lighting, camera pose).
+        (metres, NaN for sky), calib and meta: seed, generator version, noise_sigma (grey
+        levels), camera_height, camera_pitch_rad / camera_roll_rad / camera_rotation (world from
+        camera; world y points down, the road is the plane y = camera_height), num_primitives,
+        photos, max_disparity, and ``right_labels``, the right view's (H, W) uint8 train ids
+        (an array: drop it before serialising meta as JSON).
     """
     if int(seed) < 0:
         raise SynthConfigError(f"seed must be >= 0, got {seed}")
