@@ -1,20 +1,24 @@
 """The ament_python packaging: `colcon build` installs what design.md's layout promises.
 
-Builds the repository with the colcon in this test's own interpreter (colcon-core, colcon-ros and
-colcon-python-setup-py come from requirements-dev.txt) into a temporary workspace, so build/,
-install/ and log/ never land in the repository. Nothing is imported from the installed package,
-so the test holds while the modules named by the entry points are still being written.
+The build itself is the session fixture ``colcon_build`` (conftest.py), shared with the node
+tests that start the installed console script: the repository is built once, with the colcon in
+this test's own interpreter, into a temporary workspace, so build/, install/ and log/ never land
+in the repository. Nothing is imported from the installed package here, so this test holds while
+the modules named by the entry points are still being written.
 """
 
 from __future__ import annotations
 
 import configparser
 import os
-import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from conftest import ColconBuild
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "stereo_semantic_ros"
@@ -43,39 +47,19 @@ def _repo_files(top: str) -> set[str]:
     }
 
 
-def _egg_infos() -> set[str]:
-    return {p.name for p in REPO.glob("*.egg-info")}
-
-
 @pytest.fixture(scope="module")
-def install_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Run `colcon build` once for the module; returns install/<package> (isolated layout)."""
-    ws = tmp_path_factory.mktemp("colcon_ws")
-    egg_infos_before = _egg_infos()
-    env = dict(os.environ)
-    # A user's ~/.colcon defaults (e.g. --symlink-install) must not change what is tested.
-    env["COLCON_HOME"] = str(ws / "colcon_home")
-    # Outer workspaces sourced in the calling shell would only add warnings and chained prefixes.
-    for var in ("AMENT_PREFIX_PATH", "COLCON_PREFIX_PATH", "CMAKE_PREFIX_PATH"):
-        env.pop(var, None)
-    cmd = [
-        sys.executable, "-m", "colcon",
-        "--log-base", str(ws / "log"),
-        "build",
-        "--base-paths", str(REPO),
-        "--build-base", str(ws / "build"),
-        "--install-base", str(ws / "install"),
-        "--event-handlers", "console_direct+",
-    ]
-    proc = subprocess.run(
-        cmd, cwd=ws, env=env, capture_output=True, text=True, timeout=300, check=False
+def install_prefix(colcon_build: ColconBuild) -> Path:
+    """install/<package> of the session's `colcon build` (conftest.py; isolated layout)."""
+    report = colcon_build.report
+    assert colcon_build.returncode == 0, (
+        f"colcon build failed (rc={colcon_build.returncode})\n{report}"
     )
-    report = f"$ {' '.join(cmd)}\n--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
-    assert proc.returncode == 0, f"colcon build failed (rc={proc.returncode})\n{report}"
-    assert f"Finished <<< {PACKAGE}" in proc.stdout, f"package not built\n{report}"
+    assert f"Finished <<< {PACKAGE}" in colcon_build.stdout, f"package not built\n{report}"
     # setuptools would drop <name>.egg-info beside setup.py if colcon's --egg-base were ignored.
-    assert _egg_infos() == egg_infos_before, f"build wrote egg-info into the repo\n{report}"
-    prefix = ws / "install" / PACKAGE
+    assert colcon_build.egg_infos_after == colcon_build.egg_infos_before, (
+        f"build wrote egg-info into the repo\n{report}"
+    )
+    prefix = colcon_build.prefix
     assert prefix.is_dir(), f"no {prefix}\n{report}"
     return prefix
 

@@ -1,0 +1,737 @@
+"""``stereo_semantic_node``: the ROS 2 shell around the shared ``StereoPipeline``.
+
+Topics, QoS and parameters follow design.md (and stereo_image_proc): four synchronised inputs
+(``left|right/image_rect``, ``left|right/camera_info``, sensor-data QoS), seven outputs (reliable,
+depth 1) built by :func:`stereo_semantic_ros.ros.outputs.build_messages`, and ``/diagnostics``
+at 1 Hz. The algorithm lives in the pipeline; this file only moves messages in and out:
+
+* Input subscriptions exist only while an enabled output has a subscriber (connected on the
+  publishers' *matched* events, checked again every second).
+* Synchronised sets go into a single-slot mailbox; an inference worker thread takes the newest
+  set, so callbacks never wait for the network. A set replaced before the worker took it is
+  dropped as ``busy``.
+* Per frame only the outputs with subscribers are computed and copied off the device; with none,
+  no inference runs at all.
+* Every frame that produces no output is counted with its reason
+  (:data:`~stereo_semantic_ros.ros.node_stats.DROP_REASONS`) and logged, once per reason per
+  5 s, with what was wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+import traceback
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.clock import Clock, ClockType, JumpThreshold, TimeJump
+from rclpy.duration import Duration
+from rclpy.event_handler import PublisherEventCallbacks, UnsupportedEventTypeError
+from rclpy.exceptions import InvalidParameterValueException, ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+)
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.utilities import remove_ros_args
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from stereo_msgs.msg import DisparityImage
+
+from stereo_semantic_ros.checkpoint import CheckpointError
+from stereo_semantic_ros.pipeline import InputError
+from stereo_semantic_ros.ros.conversions import stamp_to_ns
+from stereo_semantic_ros.ros.input_sync import (
+    INPUT_TOPICS,
+    LEFT,
+    LEFT_INFO,
+    RIGHT,
+    RIGHT_INFO,
+    create_input_sync,
+)
+from stereo_semantic_ros.ros.node_stats import (
+    DROP_REASONS,
+    DropCounter,
+    LatencyWindow,
+    RateMeter,
+    Throttle,
+    format_stamp,
+)
+from stereo_semantic_ros.ros.outputs import OUTPUT_TOPICS, build_messages, pipeline_outputs_for
+from stereo_semantic_ros.ros.settings import (
+    LIVE_PARAMETERS,
+    NODE_NAME,
+    PARAMETERS,
+    SPECS,
+    NodeSettings,
+    SettingsError,
+    check_value,
+    disparity_range,
+)
+from stereo_semantic_ros.ros.stereo_inputs import RejectedFrameError, decode_stereo_inputs
+
+OUTPUT_TYPES: dict[str, type] = {
+    "disparity": DisparityImage,
+    "depth": Image,
+    "depth/camera_info": CameraInfo,
+    "points2": PointCloud2,
+    "semantic/labels": Image,
+    "semantic/color": Image,
+    "disparity/color": Image,
+}
+assert set(OUTPUT_TYPES) == set(OUTPUT_TOPICS)
+
+LOG_THROTTLE_S = 5.0
+"""At most one log line per drop reason (and per warning kind) in this many seconds."""
+NO_SET_WARN_S = 2.0
+"""Warn when images arrive but no synchronised set has formed for this long."""
+JUMP_BACK_S = 1.0
+"""A stamp this much older than the last set is a time jump (bag loop, simulator restart):
+the synchroniser is reset instead of dropping every frame until the stamps catch up."""
+
+
+def input_qos(reliability: str) -> QoSProfile:
+    """Sensor-data QoS (keep last 5, volatile) with the given reliability."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=5,
+        reliability=(
+            ReliabilityPolicy.RELIABLE if reliability == "reliable"
+            else ReliabilityPolicy.BEST_EFFORT
+        ),
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+OUTPUT_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+DIAGNOSTICS_QOS = QoSProfile(depth=10)  # as diagnostic_updater
+
+
+@dataclass
+class _FrameSet:
+    """One synchronised input set waiting for the worker."""
+
+    left: Image
+    right: Image
+    left_info: CameraInfo
+    right_info: CameraInfo
+    stamp_ns: int
+    received: float  # time.monotonic() when the left image arrived
+
+
+class StereoSemanticNode(Node):
+    """Synchronises a rectified stereo pair, runs the pipeline on a worker, publishes outputs.
+
+    Raises (from the constructor): :class:`SettingsError`, ``CheckpointError`` or rclpy's
+    ``ParameterException`` when a parameter is refused at start-up.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+
+        # -- processing state
+        self._started = False
+        self._stopping = False
+        self._mailbox: _FrameSet | None = None
+        self._mailbox_cond = threading.Condition()
+        self._drops = DropCounter(self._log, throttle_s=LOG_THROTTLE_S)
+        self._warn_throttle = Throttle(LOG_THROTTLE_S)
+        self._inference_ms = LatencyWindow()
+        self._pipeline_ms = LatencyWindow()
+        self._end_to_end_ms = LatencyWindow()
+        self._input_rate = RateMeter()
+        self._output_rate = RateMeter()
+        self._frames_received = 0  # left images
+        self._sets = 0
+        self._published = 0
+        self._skipped_no_subscribers = 0
+        self._drops_reported = 0  # total at the last diagnostics message
+        self._refusal = ""  # reason of the last value refused by _validate_parameters
+        # per input: monotonic time and stamp of the last message, recent stamps
+        self._rx_time: list[float | None] = [None] * len(INPUT_TOPICS)
+        self._rx_stamp: list[int | None] = [None] * len(INPUT_TOPICS)
+        self._recent: list[deque[int]] = []
+        self._left_rx: OrderedDict[int, float] = OrderedDict()  # left stamp -> arrival
+        self._last_set_stamp: int | None = None
+        self._unpaired_since: float | None = None  # first image after the last set
+
+        # -- parameters: validate before anything is declared, apply live ones after a set
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self._declare_parameters()
+        self._settings = self._read_settings()  # replaced whole on a live change
+        settings = self._settings
+        self._recent = [deque(maxlen=4 * settings.queue_size + 32) for _ in INPUT_TOPICS]
+        self._pipeline = settings.build_pipeline()
+        self._log_startup()
+
+        # -- publications
+        self._pubs = {
+            topic: self._create_output(msg_type, topic) for topic, msg_type in OUTPUT_TYPES.items()
+        }
+        self._diagnostics_pub = self.create_publisher(
+            DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS
+        )
+
+        # -- subscriptions (connected while an enabled output has a subscriber)
+        self._inputs = create_input_sync(
+            self,
+            input_qos(settings.qos_reliability),
+            approximate=settings.approximate_sync,
+            slop=settings.sync_slop,
+            queue_size=settings.queue_size,
+            on_message=self._on_input,
+            on_set=self._on_set,
+            on_drop=self._on_sync_drop,
+        )
+        self._jump_handle = self.get_clock().create_jump_callback(
+            JumpThreshold(
+                min_forward=None,
+                min_backward=Duration(seconds=-JUMP_BACK_S),
+                on_clock_change=False,
+            ),
+            post_callback=self._on_time_jump,
+        )
+
+        # -- worker and timers
+        self._worker = threading.Thread(
+            target=self._work, name="stereo_semantic_inference", daemon=True
+        )
+        self._worker.start()
+        # steady clock: diagnostics keep coming while a simulation is paused
+        self._timer = self.create_timer(
+            1.0, self._on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME)
+        )
+        self._started = True
+        self._update_input_connection()
+
+    # ------------------------------------------------------------------ parameters
+
+    def _declare_parameters(self) -> None:
+        defaults = NodeSettings()
+        for spec in PARAMETERS:
+            default = getattr(defaults, spec.name)
+            descriptor = ParameterDescriptor(
+                description=spec.description
+                + ("" if spec.live else " (start-up only: restart the node to change it)")
+            )
+            if spec.choices:
+                descriptor.additional_constraints = "one of: " + ", ".join(spec.choices)
+            if spec.limits is not None:
+                lo, hi, step = spec.limits
+                if isinstance(default, int):
+                    descriptor.integer_range = [
+                        IntegerRange(from_value=int(lo), to_value=int(hi), step=int(step))
+                    ]
+                else:
+                    descriptor.floating_point_range = [
+                        FloatingPointRange(from_value=float(lo), to_value=float(hi), step=step)
+                    ]
+            self._refusal = ""
+            try:
+                self.declare_parameter(spec.name, default, descriptor)
+            except InvalidParameterValueException as exc:
+                # rclpy's text wraps our reason; say it plainly (range refusals are rclpy's own)
+                raise SettingsError(self._refusal or str(exc)) from None
+
+    def _read_settings(self) -> NodeSettings:
+        return NodeSettings.from_parameters(
+            {name: self.get_parameter(name).value for name in SPECS}
+        )
+
+    def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """Refuses bad values, and start-up parameters once running, with a reason."""
+        for param in params:
+            if param.name not in SPECS:
+                continue  # use_sim_time and rclpy's qos_overrides.* are not ours to judge
+            if self._started and param.name not in LIVE_PARAMETERS:
+                current = self.get_parameter(param.name).value
+                if param.value != current:
+                    return SetParametersResult(
+                        successful=False,
+                        reason=(
+                            f"restart the node to change {param.name}: it is read only at "
+                            f"start-up (running with {current!r})"
+                        ),
+                    )
+            try:
+                check_value(param.name, param.value)
+            except SettingsError as exc:
+                self._refusal = str(exc)
+                return SetParametersResult(successful=False, reason=self._refusal)
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params: list[Parameter]) -> None:
+        if not self._started:
+            return
+        changed = [p for p in params if p.name in LIVE_PARAMETERS]
+        if not changed:
+            return
+        old, self._settings = self._settings, self._read_settings()
+        for param in changed:
+            if getattr(old, param.name) != getattr(self._settings, param.name):
+                self.get_logger().info(f"parameter {param.name} set to {param.value!r}")
+        self._update_input_connection()
+
+    def _log_startup(self) -> None:
+        settings, pipe = self._settings, self._pipeline
+        precision = pipe.precision
+        if pipe.precision != pipe.requested_precision:
+            precision += f" ({pipe.requested_precision} requested; the CPU runs fp32)"
+        weights = settings.weights_path()
+        self.get_logger().info(
+            f"architecture {settings.architecture}, weights {weights or 'none (untrained)'}, "
+            f"device {self._device_name()}, precision {precision}, max_disparity "
+            f"{pipe.max_disparity} px, label set {pipe.label_set.name} "
+            f"({pipe.label_set.num_classes} classes), input_scale {settings.input_scale:g}, "
+            f"sync {settings.sync_description()}, inputs {settings.qos_reliability}"
+        )
+        if weights is None:
+            self.get_logger().warning(
+                "weights is '': running an UNTRAINED network with random weights, every output "
+                "is meaningless; set weights to a checkpoint (a file name in the package's "
+                "models/ or an absolute path) for real results"
+            )
+
+    def _device_name(self) -> str:
+        device = self._pipeline.device
+        if device.type == "cuda":
+            import torch
+
+            return f"{device} ({torch.cuda.get_device_name(device)})"
+        return str(device)
+
+    # ------------------------------------------------------------------ connection
+
+    def _create_output(self, msg_type: type, topic: str) -> Any:
+        options = QoSOverridingOptions.with_default_policies()
+        try:
+            return self.create_publisher(
+                msg_type,
+                topic,
+                OUTPUT_QOS,
+                qos_overriding_options=options,
+                event_callbacks=PublisherEventCallbacks(matched=self._on_output_matched),
+            )
+        except UnsupportedEventTypeError:
+            # rmw without matched events: the 1 Hz timer notices new subscribers instead
+            return self.create_publisher(
+                msg_type, topic, OUTPUT_QOS, qos_overriding_options=options
+            )
+
+    def _on_output_matched(self, _info: Any) -> None:
+        self._update_input_connection()
+
+    def _wanted_topics(self, settings: NodeSettings) -> list[str]:
+        """Enabled outputs that have at least one subscriber."""
+        return [t for t in settings.enabled_topics() if self._pubs[t].get_subscription_count()]
+
+    def _update_input_connection(self) -> None:
+        """Subscribe to the inputs while someone listens to an enabled output, else unsubscribe.
+
+        Runs on the executor thread only (matched events, timer, parameter changes).
+        """
+        if not self._started or self._stopping:
+            return
+        wanted = self._wanted_topics(self._settings)
+        if wanted and not self._inputs.connected:
+            self._inputs.connect()
+            self._unpaired_since = None
+            self.get_logger().info(
+                f"subscribers on {', '.join(wanted)}: subscribing to the inputs "
+                f"({self._inputs.backend})"
+            )
+        elif not wanted and self._inputs.connected:
+            self._inputs.disconnect()
+            self.get_logger().info("no subscriber on any enabled output: inputs unsubscribed")
+
+    # ------------------------------------------------------------------ input side
+
+    def _on_input(self, index: int, msg: Any) -> None:
+        """Book-keeping for every input message, before it is offered to the synchroniser."""
+        now = time.monotonic()
+        stamp = stamp_to_ns(msg.header.stamp)
+        last = self._last_set_stamp
+        if last is not None and stamp < last - int(JUMP_BACK_S * 1e9):
+            self._reset_inputs(
+                f"{INPUT_TOPICS[index]} stamp {format_stamp(stamp)} is "
+                f"{(last - stamp) / 1e9:.3f} s older than the last set (bag loop or simulator "
+                "restart?)"
+            )
+        self._rx_time[index] = now
+        self._rx_stamp[index] = stamp
+        self._recent[index].append(stamp)
+        if index in (LEFT, RIGHT) and self._unpaired_since is None:
+            self._unpaired_since = now
+        if index == LEFT:
+            self._frames_received += 1
+            self._input_rate.tick()
+            self._left_rx[stamp] = now
+            while len(self._left_rx) > 64:
+                self._left_rx.popitem(last=False)
+
+    def _on_time_jump(self, jump: TimeJump) -> None:
+        self._reset_inputs(f"ROS time jumped back by {-jump.delta.nanoseconds / 1e9:.3f} s")
+
+    def _reset_inputs(self, why: str) -> None:
+        self.get_logger().warning(f"{why}: resetting the synchroniser")
+        self._last_set_stamp = None
+        self._inputs.reset()
+
+    def _seen(self, index: int, stamp: int) -> bool:
+        """Whether input ``index`` recently carried a stamp that could pair with ``stamp``."""
+        settings = self._settings
+        if settings.approximate_sync:
+            slop = int(settings.sync_slop * 1e9)
+            return any(abs(s - stamp) < slop for s in self._recent[index])
+        return stamp in self._recent[index]
+
+    def _nearest(self, index: int, stamp: int) -> str:
+        if not self._recent[index]:
+            return f"nothing has arrived on {INPUT_TOPICS[index]}"
+        delta = min(self._recent[index], key=lambda s: abs(s - stamp)) - stamp
+        return f"the nearest {INPUT_TOPICS[index]} stamp differs by {delta / 1e6:+.3f} ms"
+
+    def _on_sync_drop(self, index: int, msg: Any, reason: str) -> None:
+        """Classifies a message the built-in synchroniser let go without a set."""
+        if index not in (LEFT, RIGHT) or reason in ("duplicate_stamp", "reset"):
+            # a camera_info nobody paired is not a lost frame; a duplicate stamp is replaced by
+            # its newer copy; a reset follows a logged time jump
+            return
+        stamp = stamp_to_ns(msg.header.stamp)
+        topic = INPUT_TOPICS[index]
+        if reason == "stale":
+            last = self._last_set_stamp
+            self._drops.drop(
+                "stale_stamp",
+                stamp,
+                f"{topic} stamp is older than the last processed set "
+                f"({format_stamp(last)}); stamps must increase. Frame dropped",
+            )
+            return
+        other = RIGHT if index == LEFT else LEFT
+        settings = self._settings
+        match = "within sync_slop" if settings.approximate_sync else "with the same stamp"
+        if not self._seen(other, stamp):
+            hint = (
+                "check that both cameras are triggered together"
+                if settings.approximate_sync
+                else "if the cameras are not hardware-synchronised, set approximate_sync: true "
+                "with a sync_slop"
+            )
+            self._drops.drop(
+                "no_partner",
+                stamp,
+                f"{topic} had no {INPUT_TOPICS[other]} {match} ({self._nearest(other, stamp)}); "
+                f"{hint}. Frame dropped",
+            )
+            return
+        missing = [INPUT_TOPICS[i] for i in (LEFT_INFO, RIGHT_INFO) if not self._seen(i, stamp)]
+        if missing:
+            self._drops.drop(
+                "no_camera_info",
+                stamp,
+                f"left and right images arrived but no {' and no '.join(missing)} {match}: "
+                "publish each camera_info with its image's header stamp (as camera drivers and "
+                "image_proc do) and check the remappings. Frame dropped",
+            )
+            return
+        self._drops.drop(
+            "no_partner",
+            stamp,
+            f"all four inputs arrived but their messages were pushed out of the queue "
+            f"(queue_size {settings.queue_size}) before forming a set; raise queue_size. "
+            "Frame dropped",
+        )
+
+    def _on_set(
+        self, left: Image, right: Image, left_info: CameraInfo, right_info: CameraInfo
+    ) -> None:
+        """A synchronised set: into the mailbox, replacing (and counting) any pending one."""
+        now = time.monotonic()
+        stamp = stamp_to_ns(left.header.stamp)
+        last = self._last_set_stamp
+        if last is not None and stamp <= last:
+            # message_filters emits older sets, and a set can repeat a stamp; never go back
+            self._drops.drop(
+                "stale_stamp",
+                stamp,
+                f"set is not newer than the last processed one ({format_stamp(last)}); "
+                "stamps must increase. Frame dropped",
+            )
+            return
+        self._last_set_stamp = stamp
+        self._unpaired_since = None
+        self._sets += 1
+        frame = _FrameSet(
+            left, right, left_info, right_info, stamp, self._left_rx.pop(stamp, now)
+        )
+        with self._mailbox_cond:
+            replaced, self._mailbox = self._mailbox, frame
+            self._mailbox_cond.notify()
+        if replaced is not None:
+            self._drops.drop(
+                "busy",
+                replaced.stamp_ns,
+                "inference was still running on an earlier frame, so this pending frame was "
+                "replaced by a newer one (newest wins). If this persists, lower the camera rate "
+                "or input_scale, disable unused outputs, or run on a GPU",
+                level="warn",
+            )
+
+    # ------------------------------------------------------------------ worker
+
+    def _work(self) -> None:
+        while True:
+            with self._mailbox_cond:
+                while self._mailbox is None and not self._stopping:
+                    self._mailbox_cond.wait()
+                if self._stopping:
+                    return
+                frame, self._mailbox = self._mailbox, None
+            try:
+                self._process(frame)
+            except Exception as exc:  # keep the worker alive whatever one frame does
+                if self._stopping or not self.context.ok():
+                    return
+                text = f"{type(exc).__name__}: {exc}. Frame dropped\n{traceback.format_exc()}"
+                if not self._drops.drop("pipeline_error", frame.stamp_ns, text):
+                    # the frame was already counted: the failure came after its drop
+                    self.get_logger().error(f"internal error: {text}")
+
+    def _process(self, frame: _FrameSet) -> None:
+        settings = self._settings  # one snapshot per frame; live changes apply to the next
+        topics = self._wanted_topics(settings)
+        if not topics:
+            self._skipped_no_subscribers += 1
+            return
+        stamp = frame.stamp_ns
+        try:
+            left_rgb, right_rgb, calib = decode_stereo_inputs(
+                frame.left, frame.right, frame.left_info, frame.right_info
+            )
+        except RejectedFrameError as exc:
+            self._drops.drop(exc.reason, stamp, f"{str(exc).rstrip('.')}. Frame dropped")
+            return
+        try:
+            result = self._pipeline.run(
+                left_rgb,
+                right_rgb,
+                calib,
+                outputs=pipeline_outputs_for(topics),
+                min_confidence=settings.min_confidence,
+                cloud=settings.cloud_options(),
+            )
+        except InputError as exc:  # decode_stereo_inputs checked the pair: unexpected here
+            self._drops.drop("pipeline_error", stamp, f"{exc}. Frame dropped")
+            return
+        header = frame.left.header
+        msgs = build_messages(
+            result,
+            header,
+            _restamped(frame.left_info, header),
+            calib,
+            self._pipeline.label_set,
+            left_rgb,
+            topics,
+            settings.output_style(self._pipeline),
+        )
+        for topic, msg in msgs.items():
+            self._pubs[topic].publish(msg)
+        done = time.monotonic()
+        self._published += 1
+        self._output_rate.tick()
+        if "network" in result.timings_ms:
+            self._inference_ms.add(result.timings_ms["network"])
+            self._pipeline_ms.add(result.timings_ms["total"])
+        self._end_to_end_ms.add((done - frame.received) * 1e3)
+
+    # ------------------------------------------------------------------ timer
+
+    def _on_timer(self) -> None:
+        self._update_input_connection()
+        self._watch_for_missing_sets()
+        self._diagnostics_pub.publish(self._diagnostics())
+
+    def _watch_for_missing_sets(self) -> None:
+        """Warn when images arrive but no set forms: with message_filters the only signal."""
+        if not self._inputs.connected:
+            return
+        now = time.monotonic()
+        fresh = [t is not None and now - t < NO_SET_WARN_S for t in self._rx_time]
+        if self._unpaired_since is None or not (fresh[LEFT] or fresh[RIGHT]):
+            return
+        waited = now - self._unpaired_since
+        if waited <= NO_SET_WARN_S:
+            return
+        if self._warn_throttle.admit("no_set") is None:
+            return
+        silent = [topic for topic, ok in zip(INPUT_TOPICS, fresh) if not ok]
+        if silent:
+            why = f"nothing arrives on {', '.join(silent)}"
+            if any(t.endswith("camera_info") for t in silent):
+                why += " (is the driver publishing camera_info? check the remappings)"
+        else:
+            settings = self._settings
+            stamps = ", ".join(
+                f"{topic} {format_stamp(s)}" for topic, s in zip(INPUT_TOPICS, self._rx_stamp)
+            )
+            why = (
+                "all four inputs arrive but their stamps never "
+                + ("agree within sync_slop" if settings.approximate_sync else "match exactly")
+                + f" (latest: {stamps}); camera_infos must carry their image's stamp"
+                + ("" if settings.approximate_sync else ", or set approximate_sync: true")
+            )
+        self.get_logger().warning(
+            f"images arrive but no synchronised input set for {waited:.1f} s: {why}"
+        )
+
+    def _diagnostics(self) -> DiagnosticArray:
+        settings, pipe = self._settings, self._pipeline
+        drops = self._drops.counts
+        total_drops = sum(drops.values())
+        new_drops, self._drops_reported = total_drops - self._drops_reported, total_drops
+        inference = self._inference_ms.summary()
+        pipeline = self._pipeline_ms.summary()
+        end_to_end = self._end_to_end_ms.summary()
+        in_rate, out_rate = self._input_rate.rate(), self._output_rate.rate()
+
+        level, problems = DiagnosticStatus.OK, []
+        if settings.weights_path() is None:
+            level, problems = DiagnosticStatus.WARN, ["untrained weights"]
+        if new_drops:
+            level = DiagnosticStatus.WARN
+            problems.append(f"{new_drops} frame(s) dropped in the last second")
+        if not self._inputs.connected:
+            summary = "idle: no subscriber on any enabled output"
+        else:
+            summary = f"{in_rate:.1f} Hz in, {out_rate:.1f} Hz out"
+        status = DiagnosticStatus(
+            level=level,
+            name=f"{self.get_name()}: stereo pipeline",
+            message="; ".join([summary, *problems]),
+            hardware_id=self._device_name(),
+        )
+        values: list[tuple[str, Any]] = [
+            ("device", self._device_name()),
+            ("precision", pipe.precision),
+            ("requested_precision", pipe.requested_precision),
+            ("architecture", settings.architecture),
+            ("weights", str(settings.weights_path() or "untrained (random weights)")),
+            ("label_set", pipe.label_set.name),
+            ("max_disparity_px", f"{disparity_range(pipe):g}"),
+            ("input_scale", f"{settings.input_scale:g}"),
+            ("sync", f"{settings.sync_description()} ({self._inputs.backend})"),
+            ("inputs_subscribed", str(self._inputs.connected).lower()),
+            ("input_rate_hz", f"{in_rate:.2f}"),
+            ("output_rate_hz", f"{out_rate:.2f}"),
+            ("inference_ms_mean", f"{inference[0]:.2f}"),
+            ("inference_ms_p90", f"{inference[1]:.2f}"),
+            ("pipeline_ms_mean", f"{pipeline[0]:.2f}"),
+            ("pipeline_ms_p90", f"{pipeline[1]:.2f}"),
+            ("end_to_end_ms_mean", f"{end_to_end[0]:.2f}"),
+            ("end_to_end_ms_p90", f"{end_to_end[1]:.2f}"),
+            ("latency_window_frames", end_to_end[2]),
+            ("frames_received", self._frames_received),
+            ("sets_synchronised", self._sets),
+            ("frames_published", self._published),
+            ("skipped_no_subscribers", self._skipped_no_subscribers),
+            ("dropped_total", total_drops),
+            *((f"dropped_{reason}", drops[reason]) for reason in DROP_REASONS),
+            *((f"sync_{key}", n) for key, n in self._inputs.stats.items()),
+        ]
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        return array
+
+    # ------------------------------------------------------------------ logging, shutdown
+
+    def _log(self, level: str, text: str) -> None:
+        # one call site per severity: rclpy refuses a call site whose severity changes
+        if level == "warn":
+            self.get_logger().warning(text)
+        else:
+            self.get_logger().error(text)
+
+    def destroy_node(self) -> None:
+        self._stopping = True
+        with self._mailbox_cond:
+            self._mailbox_cond.notify_all()
+        worker = getattr(self, "_worker", None)
+        if worker is not None and worker.is_alive():
+            worker.join(timeout=10.0)
+        super().destroy_node()
+
+
+def _restamped(info: CameraInfo, header: Any) -> CameraInfo:
+    """A copy of ``info`` with the left image's header (approximate sync may differ in stamp)."""
+    if info.header.stamp == header.stamp and info.header.frame_id == header.frame_id:
+        return info
+    out = CameraInfo()
+    for name in info.get_fields_and_field_types():
+        setattr(out, name, getattr(info, name))
+    out.header = header
+    return out
+
+
+def _parse_args(argv: list[str]) -> argparse.Namespace:
+    lines = [f"  {s.name}: {s.description}" for s in PARAMETERS]
+    parser = argparse.ArgumentParser(
+        prog=NODE_NAME,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Joint stereo disparity, depth and semantic segmentation node.",
+        epilog="Parameters (--ros-args -p name:=value or --params-file config/<arch>.yaml):\n"
+        + "\n".join(lines),
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the node until Ctrl-C; returns 1 when a parameter or the weights refuse to start."""
+    import sys
+
+    args = list(sys.argv if argv is None else [NODE_NAME, *argv])
+    _parse_args(remove_ros_args(args)[1:])
+    rclpy.init(args=args)
+    node: StereoSemanticNode | None = None
+    status = 0
+    try:
+        node = StereoSemanticNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (SettingsError, CheckpointError, ParameterException) as exc:
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
+        status = 1
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

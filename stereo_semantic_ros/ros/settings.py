@@ -1,0 +1,448 @@
+"""The node's parameters as plain data: names, defaults, ranges, validation, what they build.
+
+No rclpy here. The node declares one ROS parameter per :data:`PARAMETERS` entry (with the
+description and range given here) and validates every change with :func:`check_value`; rosbag
+replay reads the same parameter YAML with :meth:`NodeSettings.from_yaml` and builds the identical
+pipeline, point-cloud options and output style without a ROS install, so a replayed bag holds
+what the vehicle would have published with that file.
+
+Parameters are either *live* (output switches, point-cloud options, ``min_confidence``,
+``semantic_blend``: applied from the next frame on) or *start-up* parameters (everything that
+shapes the network, the synchroniser or the subscriptions: a change at run time is refused with
+"restart the node to change X").
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from stereo_semantic_ros.labels import CITYSCAPES_19, get_label_set
+from stereo_semantic_ros.networks import list_models
+from stereo_semantic_ros.pipeline import PRECISIONS, StereoPipeline
+from stereo_semantic_ros.pointcloud import PointCloudOptions
+from stereo_semantic_ros.ros.outputs import OUTPUT_TOPICS, OutputStyle
+
+NODE_NAME = "stereo_semantic_node"
+PACKAGE = "stereo_semantic_ros"
+
+#: Values the ``architecture`` parameter may name (design.md). Only registered ones can run.
+ARCHITECTURES = ("esp_joint", "corr_mtl", "hybridnet", "pseudo_mtl", "synchronized")
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+QOS_RELIABILITIES = ("best_effort", "reliable")
+
+#: output topic -> the ``publish_*`` switch that turns it on or off
+TOPIC_SWITCH: dict[str, str] = {
+    "disparity": "publish_disparity",
+    "depth": "publish_depth",
+    "depth/camera_info": "publish_depth",
+    "points2": "publish_points",
+    "semantic/labels": "publish_labels",
+    "semantic/color": "publish_semantic_color",
+    "disparity/color": "publish_disparity_color",
+}
+
+
+class SettingsError(ValueError):
+    """A parameter value (or combination) the node cannot run with; the text says which and why."""
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One node parameter. The default and type come from :class:`NodeSettings`.
+
+    Attributes:
+        name: parameter name.
+        description: what it means, with units.
+        limits: ``(from, to, step)`` inclusive range for numbers (step 0 = any value between).
+        choices: allowed strings.
+        live: applied while running; otherwise a change at run time is refused.
+    """
+
+    name: str
+    description: str
+    limits: tuple[float, float, float] | None = None
+    choices: tuple[str, ...] | None = None
+    live: bool = False
+
+
+PARAMETERS: tuple[ParameterSpec, ...] = (
+    ParameterSpec(
+        "architecture",
+        "network architecture, a key of the model registry; must match the weights' architecture",
+        choices=ARCHITECTURES,
+    ),
+    ParameterSpec(
+        "weights",
+        "checkpoint file; a relative path resolves against the package's models/ directory; "
+        "'' runs an UNTRAINED network with random weights (plumbing tests only)",
+    ),
+    ParameterSpec("device", "torch device: auto (first CUDA GPU, else CPU), cpu, cuda or cuda:N"),
+    ParameterSpec(
+        "precision",
+        "inference precision fp32, fp16 or bf16; half precisions fall back to fp32 on the CPU",
+        choices=tuple(PRECISIONS),
+    ),
+    ParameterSpec(
+        "max_disparity",
+        "disparity search range D in pixels at network resolution (multiple of 4); 0 = from the "
+        "weights (192 for the untrained network); a non-zero value must equal the weights' D",
+        limits=(0, 1024, 4),
+    ),
+    ParameterSpec(
+        "label_set",
+        "label set name; '' = the weights' own set, otherwise it must equal the weights' set",
+    ),
+    ParameterSpec(
+        "input_scale",
+        "factor applied to the images before the network (speed); outputs keep the input size",
+        limits=(0.05, 4.0, 0.0),
+    ),
+    ParameterSpec("approximate_sync", "approximate instead of exact time synchronisation"),
+    ParameterSpec(
+        "sync_slop",
+        "approximate sync: a set's stamps must spread by less than this many seconds (> 0)",
+        limits=(0.0, 10.0, 0.0),
+    ),
+    ParameterSpec(
+        "queue_size", "per-input synchroniser queue length, in messages", limits=(1, 1000, 1)
+    ),
+    ParameterSpec(
+        "qos_reliability",
+        "reliability of the input subscriptions: best_effort (sensor data, matches every "
+        "publisher) or reliable (only matches reliable publishers)",
+        choices=QOS_RELIABILITIES,
+    ),
+    ParameterSpec("publish_disparity", "publish disparity (stereo_msgs/DisparityImage)", live=True),
+    ParameterSpec("publish_depth", "publish depth and depth/camera_info", live=True),
+    ParameterSpec("publish_points", "publish points2 (sensor_msgs/PointCloud2)", live=True),
+    ParameterSpec("publish_labels", "publish semantic/labels (mono8 class ids)", live=True),
+    ParameterSpec("publish_semantic_color", "publish semantic/color (rgb8, for RViz)", live=True),
+    ParameterSpec("publish_disparity_color", "publish disparity/color (rgb8, for RViz)", live=True),
+    ParameterSpec(
+        "points_organized",
+        "organized cloud (H x W, NaN for invalid points) instead of a dense list of valid points",
+        live=True,
+    ),
+    ParameterSpec(
+        "points_stride",
+        "keep every n-th pixel in u and v for points2",
+        limits=(1, 64, 1),
+        live=True,
+    ),
+    ParameterSpec(
+        "points_max_depth",
+        "points farther than this many metres are invalid (NaN / left out)",
+        limits=(0.01, 100000.0, 0.0),
+        live=True,
+    ),
+    ParameterSpec("points_confidence", "add a float32 confidence field to points2", live=True),
+    ParameterSpec(
+        "min_confidence",
+        "pixels whose confidence (peak probability of the disparity distribution) is lower are "
+        "invalid: disparity below min_disparity, depth and points NaN",
+        limits=(0.0, 1.0, 0.0),
+        live=True,
+    ),
+    ParameterSpec(
+        "semantic_blend",
+        "weight of the class colours over the left image in semantic/color (1 = colours only)",
+        limits=(0.0, 1.0, 0.0),
+        live=True,
+    ),
+)
+SPECS: dict[str, ParameterSpec] = {spec.name: spec for spec in PARAMETERS}
+LIVE_PARAMETERS = frozenset(spec.name for spec in PARAMETERS if spec.live)
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Values of all node parameters; the field defaults are the node's defaults.
+
+    Units: ``sync_slop`` seconds, ``points_max_depth`` metres, ``max_disparity`` pixels.
+    """
+
+    architecture: str = "esp_joint"
+    weights: str = ""
+    device: str = "auto"
+    precision: str = "fp32"
+    max_disparity: int = 0
+    label_set: str = ""
+    input_scale: float = 1.0
+    approximate_sync: bool = False
+    sync_slop: float = 0.01
+    queue_size: int = 5
+    qos_reliability: str = "best_effort"
+    publish_disparity: bool = True
+    publish_depth: bool = True
+    publish_points: bool = True
+    publish_labels: bool = True
+    publish_semantic_color: bool = True
+    publish_disparity_color: bool = True
+    points_organized: bool = True
+    points_stride: int = 1
+    points_max_depth: float = 100.0
+    points_confidence: bool = False
+    min_confidence: float = 0.0
+    semantic_blend: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in SPECS:
+            object.__setattr__(self, name, check_value(name, getattr(self, name)))
+        if self.approximate_sync and self.sync_slop <= 0.0:
+            raise SettingsError(
+                "approximate_sync needs sync_slop > 0 s: a set is accepted only when its stamps "
+                "spread by strictly less than sync_slop, so 0 would never form a set; use exact "
+                "sync (approximate_sync: false) for identical stamps"
+            )
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_parameters(cls, values: Mapping[str, Any]) -> NodeSettings:
+        """Settings from ``{name: value}`` (missing names keep their defaults).
+
+        ``use_sim_time`` and rclpy's ``qos_overrides.*`` are accepted and ignored.
+
+        Raises:
+            SettingsError: an unknown name or a bad value.
+        """
+        ours = {}
+        for name, value in values.items():
+            if name in SPECS:
+                ours[name] = value
+            elif name != "use_sim_time" and not name.startswith("qos_overrides."):
+                raise SettingsError(
+                    f"unknown parameter {name!r} for {NODE_NAME}; known: {', '.join(SPECS)}"
+                )
+        return cls(**ours)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, node_name: str = NODE_NAME) -> NodeSettings:
+        """Settings from a ROS 2 parameter file (``<node>: ros__parameters:`` or ``/**:``).
+
+        Sections for ``/**``, ``node_name`` and ``/node_name`` are merged in that order (later
+        wins), as rcl does for a node without a namespace.
+        """
+        import yaml
+
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise SettingsError(f"cannot read parameter file {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise SettingsError(f"{path} is not a ROS 2 parameter file (top level is not a map)")
+        values: dict[str, Any] = {}
+        found = False
+        for key in ("/**", node_name, f"/{node_name}"):
+            section = data.get(key)
+            if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
+                values.update(_flatten(section["ros__parameters"]))
+                found = True
+        if not found:
+            raise SettingsError(
+                f"{path} has no '{node_name}: ros__parameters:' or '/**: ros__parameters:' section"
+            )
+        return cls.from_parameters(values)
+
+    def updated(self, **changes: Any) -> NodeSettings:
+        """A copy with ``changes`` applied and validated."""
+        return replace(self, **changes)
+
+    # -- what the settings build ----------------------------------------------------------------
+
+    def weights_path(self) -> Path | None:
+        """The checkpoint file, or None for the untrained network."""
+        return resolve_weights(self.weights)
+
+    def build_pipeline(self) -> StereoPipeline:
+        """Load the weights (or build the untrained network) on the configured device.
+
+        Raises:
+            SettingsError: the weights disagree with ``architecture``, ``max_disparity`` or
+                ``label_set``, or the device is unavailable.
+            CheckpointError: the weights file cannot be used (see ``load_checkpoint``).
+        """
+        options: dict[str, Any] = {
+            "device": self.device,
+            "precision": self.precision,
+            "input_scale": self.input_scale,
+        }
+        path = self.weights_path()
+        try:
+            if path is None:
+                label_set = get_label_set(self.label_set) if self.label_set else CITYSCAPES_19
+                hyper: dict[str, Any] = {"num_classes": label_set.num_classes}
+                if self.max_disparity:
+                    hyper["max_disparity"] = self.max_disparity
+                return StereoPipeline.untrained(
+                    self.architecture, label_set=label_set, **hyper, **options
+                )
+            pipeline = StereoPipeline.from_checkpoint(path, **options)
+        except SettingsError:
+            raise
+        except ValueError as exc:
+            if type(exc) is not ValueError:  # CheckpointError and friends keep their type
+                raise
+            raise SettingsError(str(exc)) from None
+        ckpt = pipeline.checkpoint
+        assert ckpt is not None
+        if ckpt.architecture != self.architecture:
+            raise SettingsError(
+                f"weights {path} hold a {ckpt.architecture!r} network but architecture is "
+                f"{self.architecture!r}; set architecture to {ckpt.architecture!r} or use "
+                f"{self.architecture} weights"
+            )
+        if self.max_disparity and self.max_disparity != pipeline.max_disparity:
+            raise SettingsError(
+                f"weights {path} were trained with max_disparity {pipeline.max_disparity} but the "
+                f"parameter says {self.max_disparity}; set max_disparity to 0 (from the weights)"
+            )
+        if self.label_set and self.label_set != pipeline.label_set.name:
+            raise SettingsError(
+                f"weights {path} predict label set {pipeline.label_set.name!r} but label_set is "
+                f"{self.label_set!r}; set label_set to '' (from the weights)"
+            )
+        return pipeline
+
+    def cloud_options(self) -> PointCloudOptions:
+        """What ``points2`` holds."""
+        return PointCloudOptions(
+            organized=self.points_organized,
+            stride=self.points_stride,
+            max_depth=self.points_max_depth,
+            with_confidence=self.points_confidence,
+        )
+
+    def output_style(self, pipeline: StereoPipeline) -> OutputStyle:
+        """DisparityImage range and colour options for ``pipeline``'s outputs."""
+        return OutputStyle(
+            max_disparity=disparity_range(pipeline), semantic_blend=self.semantic_blend
+        )
+
+    def enabled_topics(self) -> tuple[str, ...]:
+        """Output topics whose ``publish_*`` switch is on, in :data:`OUTPUT_TOPICS` order."""
+        return tuple(t for t in OUTPUT_TOPICS if getattr(self, TOPIC_SWITCH[t]))
+
+    def sync_description(self) -> str:
+        if self.approximate_sync:
+            return f"approximate, slop {self.sync_slop:g} s, queue {self.queue_size}"
+        return f"exact, queue {self.queue_size}"
+
+
+def disparity_range(pipeline: StereoPipeline) -> float:
+    """Largest disparity the pipeline can output, in pixels at input resolution.
+
+    The network searches ``max_disparity`` pixels of its own input, which is the camera image
+    scaled by ``input_scale``; disparities are scaled back by ``1 / input_scale``.
+    """
+    return float(pipeline.max_disparity) / pipeline.input_scale
+
+
+def models_dir() -> Path:
+    """Where relative ``weights`` paths resolve: the installed share/<pkg>/models, else the repo's.
+
+    The ament index is used when it is importable and the package is installed (colcon build,
+    sourced workspace); a source checkout or a pip install falls back to ``models/`` next to
+    the Python package.
+    """
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory(PACKAGE)) / "models"
+    except (ImportError, LookupError, ValueError, OSError):
+        # LookupError: ament_index_python's PackageNotFoundError (a KeyError); OSError: no
+        # AMENT_PREFIX_PATH at all (nothing sourced)
+        return Path(__file__).resolve().parents[2] / "models"
+
+
+def resolve_weights(weights: str) -> Path | None:
+    """``''`` -> None; an absolute path as is; a relative one under :func:`models_dir`."""
+    if not weights:
+        return None
+    path = Path(weights).expanduser()
+    return path if path.is_absolute() else models_dir() / path
+
+
+def check_value(name: str, value: Any) -> Any:
+    """Validate one parameter value; returns it (ints widened to float for float parameters).
+
+    Raises:
+        SettingsError: unknown name, wrong type, out of range, or not an allowed value; the
+            message names the parameter, the value and what is allowed.
+    """
+    spec = SPECS.get(name)
+    if spec is None:
+        raise SettingsError(f"unknown parameter {name!r}; known: {', '.join(SPECS)}")
+    default = _DEFAULTS[name]
+    kind = type(default)
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+            ok = math.isfinite(value)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise SettingsError(
+            f"{name} must be a finite {kind.__name__}, got {value!r} ({type(value).__name__})"
+        )
+    if spec.limits is not None:
+        lo, hi, step = spec.limits
+        if not lo <= value <= hi:
+            raise SettingsError(f"{name} must be within [{lo:g}, {hi:g}], got {value!r}")
+        if kind is int and step > 1 and (value - lo) % step:
+            raise SettingsError(f"{name} must be a multiple of {step:g}, got {value!r}")
+    if spec.choices is not None and value not in spec.choices:
+        raise SettingsError(f"{name} must be one of {', '.join(spec.choices)}, got {value!r}")
+    _check_special(name, value)
+    return value
+
+
+def _check_special(name: str, value: Any) -> None:
+    if name == "architecture" and value not in list_models():
+        raise SettingsError(
+            f"architecture {value!r} is not implemented in this release; available: "
+            f"{', '.join(list_models())}"
+        )
+    if name == "device" and not DEVICE_PATTERN.fullmatch(value):
+        raise SettingsError(f"device must be auto, cpu, cuda or cuda:N, got {value!r}")
+    if name == "weights" and value:
+        path = resolve_weights(value)
+        assert path is not None
+        if not path.is_file():
+            where = "" if Path(value).expanduser().is_absolute() else (
+                f" (a relative path resolves against {models_dir()}; give an absolute path for "
+                "files elsewhere)"
+            )
+            raise SettingsError(f"weights file {path} does not exist{where}")
+    if name == "label_set" and value:
+        try:
+            get_label_set(value)
+        except ValueError as exc:
+            raise SettingsError(f"label_set: {exc}; or '' to use the weights' own set") from None
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested YAML maps -> dotted names, as rcl reads parameter files."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(NodeSettings)}
+assert set(_DEFAULTS) == set(SPECS), "every NodeSettings field needs a ParameterSpec"

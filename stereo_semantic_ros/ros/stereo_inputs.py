@@ -1,0 +1,82 @@
+"""One synchronised input set (two Images, two CameraInfos) -> what the pipeline takes.
+
+Shared by the live node and rosbag replay, so a bad frame is refused for the same reason and
+with the same words in both. Only message attributes are read (no ROS imports), so rclpy and
+``rosbags`` messages both work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from stereo_semantic_ros.calibration import StereoCalibration
+from stereo_semantic_ros.ros.conversions import (
+    CalibrationError,
+    EncodingError,
+    MalformedImageError,
+    calibration_from_camera_info,
+    image_to_rgb,
+)
+
+LEFT_IMAGE, RIGHT_IMAGE = "left/image_rect", "right/image_rect"
+LEFT_INFO, RIGHT_INFO = "left/camera_info", "right/camera_info"
+
+
+class RejectedFrameError(ValueError):
+    """An input set that cannot be processed.
+
+    Attributes:
+        reason: one of ``bad_encoding``, ``malformed_image``, ``size_mismatch``,
+            ``bad_calibration`` (see :data:`stereo_semantic_ros.ros.node_stats.DROP_REASONS`).
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        super().__init__(detail)
+
+
+def decode_stereo_inputs(
+    left: Any, right: Any, left_info: Any, right_info: Any
+) -> tuple[np.ndarray, np.ndarray, StereoCalibration]:
+    """Decode and check one input set.
+
+    Returns:
+        ``(left_rgb, right_rgb, calib)``: (H, W, 3) uint8 RGB images and the pair's calibration
+        at (H, W).
+
+    Raises:
+        RejectedFrameError: an unsupported encoding, a malformed image, images of different sizes
+            or of another size than their camera_info, or an unusable calibration (zero
+            baseline, no P matrix). The message says what was wrong and what to do.
+    """
+    images = []
+    for topic, msg in ((LEFT_IMAGE, left), (RIGHT_IMAGE, right)):
+        try:
+            images.append(image_to_rgb(msg))
+        except EncodingError as exc:
+            raise RejectedFrameError("bad_encoding", f"{topic}: {exc}") from None
+        except MalformedImageError as exc:
+            raise RejectedFrameError("malformed_image", f"{topic}: {exc}") from None
+    left_rgb, right_rgb = images
+    height, width = left_rgb.shape[:2]
+    if right_rgb.shape != left_rgb.shape:
+        raise RejectedFrameError(
+            "size_mismatch",
+            f"left image is {width}x{height} but right image is {right_rgb.shape[1]}x"
+            f"{right_rgb.shape[0]}: both must come from the same rectification (same output "
+            "size)",
+        )
+    for topic, info in ((LEFT_INFO, left_info), (RIGHT_INFO, right_info)):
+        if info.width and info.height and (info.width, info.height) != (width, height):
+            raise RejectedFrameError(
+                "size_mismatch",
+                f"{topic} describes {info.width}x{info.height} images but the images are "
+                f"{width}x{height}: publish the camera_info of the rectified images",
+            )
+    try:
+        calib = calibration_from_camera_info(left_info, right_info)
+    except CalibrationError as exc:
+        raise RejectedFrameError("bad_calibration", str(exc)) from None
+    return left_rgb, right_rgb, calib

@@ -1,0 +1,215 @@
+"""The node's parameters and book-keeping without a ROS graph: settings.py and node_stats.py."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stereo_semantic_ros.checkpoint import Checkpoint, save_checkpoint
+from stereo_semantic_ros.networks import get_model
+from stereo_semantic_ros.pointcloud import PointCloudOptions
+from stereo_semantic_ros.ros.node_stats import (
+    DROP_REASONS,
+    DropCounter,
+    LatencyWindow,
+    RateMeter,
+    Throttle,
+)
+from stereo_semantic_ros.ros.outputs import OUTPUT_TOPICS
+from stereo_semantic_ros.ros.settings import (
+    ARCHITECTURES,
+    LIVE_PARAMETERS,
+    SPECS,
+    NodeSettings,
+    SettingsError,
+    check_value,
+    models_dir,
+    resolve_weights,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "config" / "esp_joint.yaml"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --------------------------------------------------------------------------- the YAML file
+
+
+def test_shipped_config_sets_every_parameter_with_a_comment() -> None:
+    data = yaml.safe_load(CONFIG.read_text())
+    params = data["stereo_semantic_node"]["ros__parameters"]
+    assert set(params) == set(SPECS)
+    lines = CONFIG.read_text().splitlines()
+    for i, line in enumerate(lines):
+        match = re.match(r"\s+(\w+):", line)
+        if match and match.group(1) in SPECS:
+            commented = "#" in line or lines[i - 1].lstrip().startswith("#")
+            assert commented, f"no comment for {match.group(1)}: {line!r}"
+    settings = NodeSettings.from_yaml(CONFIG)
+    assert settings.architecture == "esp_joint" and settings.precision == "fp16"
+    assert settings.device == "auto" and settings.weights == ""
+
+
+def test_from_yaml_merges_wildcard_and_node_sections(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "/**:\n  ros__parameters:\n    points_stride: 4\n    publish_depth: false\n"
+        "stereo_semantic_node:\n  ros__parameters:\n    points_stride: 2\n"
+        "    qos_overrides:\n      /points2:\n        publisher:\n          depth: 3\n"
+    )
+    settings = NodeSettings.from_yaml(path)
+    assert settings.points_stride == 2 and settings.publish_depth is False
+    assert "depth" not in settings.enabled_topics() and "points2" in settings.enabled_topics()
+    path.write_text("other_node:\n  ros__parameters:\n    points_stride: 2\n")
+    with pytest.raises(SettingsError, match="no 'stereo_semantic_node: ros__parameters:'"):
+        NodeSettings.from_yaml(path)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("device", "gpu", "device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+        ("precision", "int8", "precision must be one of fp32, fp16, bf16"),
+        ("max_disparity", 18, "multiple of 4"),
+        ("max_disparity", -4, "within [0, 1024]"),
+        ("input_scale", 0.01, "within [0.05, 4]"),
+        ("input_scale", math.nan, "finite"),
+        ("points_stride", True, "must be a finite int"),
+        ("min_confidence", 1.5, "within [0, 1]"),
+        ("qos_reliability", "system_default", "best_effort, reliable"),
+        ("label_set", "ade20k", "unknown label set 'ade20k'"),
+        ("weights", "no_such_file.pt", "does not exist (a relative path resolves against"),
+        ("architecture", "resnet", "architecture must be one of esp_joint"),
+        ("nonsense", 1, "unknown parameter 'nonsense'"),
+    ],
+)
+def test_bad_values_are_refused_with_a_reason(name: str, value: object, words: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        check_value(name, value)
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize("architecture", [a for a in ARCHITECTURES if a != "esp_joint"])
+def test_designed_but_unregistered_architectures_are_not_implemented(architecture: str) -> None:
+    with pytest.raises(SettingsError, match="not implemented in this release; available: esp"):
+        check_value("architecture", architecture)
+
+
+def test_approximate_sync_needs_a_slop() -> None:
+    with pytest.raises(SettingsError, match="approximate_sync needs sync_slop > 0"):
+        NodeSettings(approximate_sync=True, sync_slop=0.0)
+    assert NodeSettings(approximate_sync=False, sync_slop=0.0).sync_description().startswith(
+        "exact"
+    )
+
+
+def test_integers_widen_to_float_but_not_the_other_way() -> None:
+    assert NodeSettings(points_max_depth=5).points_max_depth == 5.0
+    with pytest.raises(SettingsError, match="points_stride must be a finite int"):
+        NodeSettings(points_stride=2.0)
+
+
+def test_live_parameters_are_the_switches_and_output_options() -> None:
+    assert LIVE_PARAMETERS == {
+        "publish_disparity", "publish_depth", "publish_points", "publish_labels",
+        "publish_semantic_color", "publish_disparity_color", "points_organized",
+        "points_stride", "points_max_depth", "points_confidence", "min_confidence",
+        "semantic_blend",
+    }
+
+
+def test_settings_build_the_point_cloud_options_and_topics() -> None:
+    settings = NodeSettings(
+        points_organized=False, points_stride=3, points_max_depth=7.5, points_confidence=True,
+        publish_disparity_color=False,
+    )
+    assert settings.cloud_options() == PointCloudOptions(False, 3, 7.5, True)
+    assert settings.enabled_topics() == tuple(t for t in OUTPUT_TOPICS if t != "disparity/color")
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def test_relative_weights_resolve_against_the_models_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
+    assert models_dir() == REPO / "models"  # not installed: the source tree's models/
+    assert resolve_weights("a/b.pt") == REPO / "models" / "a" / "b.pt"
+    assert resolve_weights("/abs/b.pt") == Path("/abs/b.pt")
+    assert resolve_weights("") is None
+
+
+def test_build_pipeline_untrained_and_from_checkpoint(tmp_path: Path) -> None:
+    untrained = NodeSettings(device="cpu", max_disparity=16, input_scale=0.5).build_pipeline()
+    assert untrained.max_disparity == 16 and untrained.checkpoint is None
+    assert NodeSettings(input_scale=0.5).output_style(untrained).max_disparity == 32.0
+
+    model = get_model("esp_joint", max_disparity=24)
+    path = save_checkpoint(
+        Checkpoint("esp_joint", {"max_disparity": 24}, model.state_dict()), tmp_path / "w.pt"
+    )
+    loaded = NodeSettings(weights=str(path), device="cpu").build_pipeline()
+    assert loaded.max_disparity == 24 and loaded.checkpoint is not None
+    with pytest.raises(SettingsError, match="trained with max_disparity 24 but the parameter"):
+        NodeSettings(weights=str(path), device="cpu", max_disparity=32).build_pipeline()
+
+
+# --------------------------------------------------------------------------- book-keeping
+
+
+def test_drop_counter_counts_each_stamp_once_and_throttles_per_reason() -> None:
+    clock = FakeClock()
+    logged: list[tuple[str, str]] = []
+    drops = DropCounter(lambda level, text: logged.append((level, text)), 5.0, clock=clock)
+    assert drops.drop("no_camera_info", 1_500_000_000, "left missing")
+    assert not drops.drop("no_camera_info", 1_500_000_000, "right missing")  # same frame
+    assert drops.drop("busy", 2_000_000_000, "replaced", level="warn")  # other reason: logged
+    assert drops.drop("no_camera_info", 3_000_000_000, "again")  # throttled
+    assert drops.drop("no_camera_info", 4_000_000_000, "again")  # throttled
+    clock.now += 5.0
+    assert drops.drop("no_camera_info", 5_000_000_000, "later")
+    counts = drops.counts
+    assert counts["no_camera_info"] == 4 and counts["busy"] == 1
+    assert set(counts) == set(DROP_REASONS)
+    assert [level for level, _ in logged] == ["error", "warn", "error"]
+    assert logged[0][1].startswith("dropped frame at stamp 1.500000000 (no_camera_info): left")
+    assert "[2 more 'no_camera_info' drop(s) not logged in the last 5 s]" in logged[2][1]
+    with pytest.raises(ValueError, match="unknown drop reason"):
+        drops.drop("cosmic_ray", None, "")
+
+
+def test_throttle_latency_window_and_rate_meter() -> None:
+    clock = FakeClock()
+    throttle = Throttle(2.0, clock)
+    assert throttle.admit("a") == 0 and throttle.admit("a") is None and throttle.admit("b") == 0
+    clock.now += 2.0
+    assert throttle.admit("a") == 1
+
+    window = LatencyWindow(size=10)
+    assert math.isnan(window.summary()[0])
+    for value in range(1, 21):  # only the last 10 (11..20) count
+        window.add(value)
+    mean, p90, n = window.summary()
+    assert (mean, n) == (15.5, 10) and p90 == pytest.approx(19.1)
+
+    rate = RateMeter(window_s=5.0, clock=clock)
+    clock.now += 10.0
+    for _ in range(20):
+        rate.tick()
+        clock.now += 0.1
+    assert rate.rate() == pytest.approx(20 / 5.0)
+    clock.now += 10.0
+    assert rate.rate() == 0.0
