@@ -1,0 +1,130 @@
+"""Start stereo_semantic_node (and optionally RViz) on a rectified stereo pair.
+
+    ros2 launch stereo_semantic_ros stereo_semantic.launch.py \
+        params_file:=<file.yaml> namespace:=stereo rviz:=true \
+        left_image:=/camera/left/image_rect right_image:=/camera/right/image_rect \
+        left_info:=/camera/left/camera_info right_info:=/camera/right/camera_info
+
+The node and RViz run in ``namespace``; the input arguments remap the node's relative input
+topics (the defaults keep them relative, i.e. inside the namespace). RViz shows the left image,
+``semantic/color``, ``disparity/color`` and ``points2`` of the same namespace.
+"""
+
+import os
+
+import yaml
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node, PushRosNamespace
+from launch_ros.parameter_descriptions import ParameterValue
+
+PACKAGE = "stereo_semantic_ros"
+EXECUTABLE = "stereo_semantic_node"
+PARAMS_FILE = ("config", "esp_joint.yaml")
+RVIZ_CONFIG = ("config", "stereo_semantic.rviz")
+# launch argument -> the node's relative input topic it remaps
+INPUTS = {
+    "left_image": "left/image_rect",
+    "right_image": "right/image_rect",
+    "left_info": "left/camera_info",
+    "right_info": "right/camera_info",
+}
+# topics RViz shows (absolute in the .rviz file, moved into the namespace here)
+RVIZ_OUTPUTS = ("points2", "semantic/color", "disparity/color")
+
+
+def node_parameters(params_file, namespace):
+    """The node's parameters from a ROS 2 parameter file, whatever the launch namespace.
+
+    rcl applies a ``stereo_semantic_node:`` section only to ``/stereo_semantic_node``, so in a
+    namespace the file would be silently ignored; its sections (``/**``, then the node's name
+    with or without namespace) are merged here, later ones winning, and passed as values.
+    """
+    with open(params_file) as f:
+        data = yaml.safe_load(f) or {}
+    ns = namespace.strip("/")
+    keys = ["/**", EXECUTABLE, "/" + EXECUTABLE]
+    if ns:
+        keys += [f"{ns}/{EXECUTABLE}", f"/{ns}/{EXECUTABLE}"]
+    values = {}
+    for key in keys:
+        section = data.get(key) if isinstance(data, dict) else None
+        if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
+            values.update(section["ros__parameters"])
+    if not values:
+        raise RuntimeError(
+            f"{params_file} has no '{EXECUTABLE}: ros__parameters:' or '/**: ros__parameters:' "
+            "section"
+        )
+    return values
+
+
+def _actions(context):
+    namespace = LaunchConfiguration("namespace").perform(context)
+    params_file = LaunchConfiguration("params_file").perform(context)
+    device = LaunchConfiguration("device").perform(context)
+    sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
+    overrides = {"use_sim_time": sim_time}
+    if device:
+        overrides["device"] = device
+    node = Node(
+        package=PACKAGE,
+        executable=EXECUTABLE,
+        name=EXECUTABLE,
+        output="screen",
+        emulate_tty=True,
+        parameters=[node_parameters(params_file, namespace), overrides],
+        remappings=[(topic, LaunchConfiguration(arg)) for arg, topic in INPUTS.items()],
+    )
+    rviz = Node(
+        package="rviz2",
+        executable="rviz2",
+        name="rviz2",
+        arguments=["-d", LaunchConfiguration("rviz_config")],
+        parameters=[{"use_sim_time": sim_time}],
+        # the .rviz file names root-namespace topics; point them at what the node uses
+        remappings=[("/" + INPUTS["left_image"], LaunchConfiguration("left_image"))]
+        + [("/" + topic, topic) for topic in RVIZ_OUTPUTS],
+        condition=IfCondition(LaunchConfiguration("rviz")),
+    )
+    return [GroupAction([PushRosNamespace(namespace), node, rviz])]
+
+
+def generate_launch_description():
+    share = get_package_share_directory(PACKAGE)
+    return LaunchDescription([
+        DeclareLaunchArgument(
+            "params_file",
+            default_value=os.path.join(share, *PARAMS_FILE),
+            description="ROS 2 parameter file of the node (one per architecture in config/)",
+        ),
+        DeclareLaunchArgument(
+            "namespace", default_value="", description="namespace of the node and RViz"
+        ),
+        DeclareLaunchArgument(
+            "use_sim_time",
+            default_value="false",
+            description="use /clock (true when playing a bag with --clock)",
+        ),
+        DeclareLaunchArgument("rviz", default_value="false", description="start RViz too"),
+        DeclareLaunchArgument(
+            "rviz_config",
+            default_value=os.path.join(share, *RVIZ_CONFIG),
+            description="RViz configuration",
+        ),
+        DeclareLaunchArgument(
+            "device",
+            default_value="",
+            description="auto | cpu | cuda | cuda:N; '' keeps the parameter file's value",
+        ),
+        *(
+            DeclareLaunchArgument(
+                arg, default_value=topic, description=f"topic the node reads as {topic}"
+            )
+            for arg, topic in INPUTS.items()
+        ),
+        OpaqueFunction(function=_actions),
+    ])
