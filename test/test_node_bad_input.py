@@ -153,6 +153,24 @@ def test_stale_stamp_is_dropped(live: Live) -> None:
     assert_counted_once(live, "stale_stamp")
 
 
+def test_backwards_time_jump_resets_the_synchroniser(live: Live) -> None:
+    """A bag that loops: stamps jump back by more than 1 s. Not stale frames, a new start."""
+    driver = live.driver
+    first = make_frame(driver.next_stamp(), seed=11)
+    driver.publish(first)
+    driver.wait_outputs(first.stamp_ns)
+    start = len(live.node.text())
+    jumped = make_frame(first.stamp_ns - 30_000_000_000, seed=11)  # 30 s back
+    driver.publish(jumped)
+    driver.wait_outputs(jumped.stamp_ns)
+    warnings = [ln for ln in live.node.lines("WARN", since=start) if "resetting" in ln]
+    assert len(warnings) == 1 and "30.000 s older than the last set" in warnings[0], warnings
+    assert live.node.lines("ERROR", since=start) == []
+    after = make_frame(driver.next_stamp(), seed=11)
+    driver.publish(after)
+    driver.wait_outputs(after.stamp_ns)
+
+
 def test_images_without_camera_info_warn_that_no_set_forms(live: Live) -> None:
     """A stream with no camera_info: the no-set watchdog warns (the only signal that
     message_filters would give), and the frames pushed out of the queue are counted."""

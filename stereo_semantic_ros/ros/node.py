@@ -372,6 +372,8 @@ class StereoSemanticNode(Node):
         now = time.monotonic()
         stamp = stamp_to_ns(msg.header.stamp)
         last = self._last_set_stamp
+        # any input: the first message of a looped bag may be a camera_info, and it must not be
+        # dropped as stale before its images arrive
         if last is not None and stamp < last - int(JUMP_BACK_S * 1e9):
             self._reset_inputs(
                 f"{INPUT_TOPICS[index]} stamp {format_stamp(stamp)} is "
@@ -394,7 +396,8 @@ class StereoSemanticNode(Node):
         self._reset_inputs(f"ROS time jumped back by {-jump.delta.nanoseconds / 1e9:.3f} s")
 
     def _reset_inputs(self, why: str) -> None:
-        self.get_logger().warning(f"{why}: resetting the synchroniser")
+        if self._warn_throttle.admit("time_jump") is not None:
+            self.get_logger().warning(f"{why}: resetting the synchroniser")
         self._last_set_stamp = None
         self._inputs.reset()
 
