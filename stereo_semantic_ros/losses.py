@@ -1,13 +1,20 @@
 """Training losses: class-weighted cross-entropy, masked smooth-L1 disparity, and their sum.
 
-Each loss returns ``(loss, metrics)`` so the training loop logs what it optimises.
+Each loss returns ``(loss, metrics)`` so the training loop logs what it optimises. How the
+task losses are weighted is a :class:`LossWeighting`: fixed weights (the paper's 5 and 1),
+GradNorm, or homoscedastic uncertainty, chosen by ``loss.weighting`` in the training config.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
 
 from stereo_semantic_ros.labels import IGNORE_LABEL
 
@@ -68,3 +75,317 @@ def joint_loss(
     metrics = {f"loss_{k}": float(v.detach()) for k, v in terms.items()}
     metrics["loss"] = float(total.detach())  # type: ignore[union-attr]
     return total, metrics  # type: ignore[return-value]
+
+
+# --- multi-task loss weighting ---------------------------------------------------------------
+
+TASK_OF_OUTPUT = {"disparity": "disparity", "seg_logits": "segmentation"}
+"""Network output key -> task name (the names used by ``train.tasks`` and the network)."""
+
+WEIGHTINGS = ("fixed", "gradnorm", "uncertainty")
+
+
+def task_losses(
+    outputs: dict[str, torch.Tensor],
+    batch: dict[str, torch.Tensor],
+    *,
+    class_weights: torch.Tensor | None = None,
+    max_disparity: float | None = None,
+) -> dict[str, torch.Tensor]:
+    """The unweighted loss of every task both the outputs and the batch have.
+
+    Args:
+        outputs: network outputs (``disparity`` (B,1,H,W) px, ``seg_logits`` (B,C,H,W)).
+        batch: ``disparity`` (B,1,H,W) float px, ``valid`` (B,1,H,W) bool, ``labels`` (B,H,W)
+            int64 (255 ignored).
+        max_disparity: when given, ground truth at or above it is left out of ``L_d``: the
+            soft-argmin cannot reach it, so it would only pull every other pixel upwards.
+
+    Returns:
+        ``{"disparity": L_d, "segmentation": L_s}`` (the tasks present), scalar tensors.
+    """
+    terms: dict[str, torch.Tensor] = {}
+    if "disparity" in outputs and "disparity" in batch:
+        valid = batch["valid"]
+        if max_disparity is not None:
+            valid = valid & (batch["disparity"] < max_disparity)
+        terms["disparity"] = disparity_loss(outputs["disparity"], batch["disparity"], valid)
+    if "seg_logits" in outputs and "labels" in batch:
+        terms["segmentation"] = segmentation_loss(
+            outputs["seg_logits"], batch["labels"], class_weights
+        )
+    if not terms:
+        raise ValueError("nothing to train: the outputs and the batch share no task")
+    return terms
+
+
+class LossWeighting(nn.Module):
+    """Combines per-task losses into the one loss the network is trained on.
+
+    Subclasses hold their own state (fixed weights, GradNorm's adaptive weights and optimiser,
+    or learnable log-variances) and save it through ``state_dict`` / ``extra_state`` so a
+    resumed run continues with the same weighting.
+    """
+
+    kind = "fixed"
+
+    def __init__(self, tasks: Sequence[str]) -> None:
+        super().__init__()
+        tasks = tuple(tasks)
+        unknown = [t for t in tasks if t not in TASK_OF_OUTPUT.values()]
+        if not tasks or unknown:
+            raise ValueError(
+                f"loss weighting: tasks must be a non-empty subset of "
+                f"{tuple(TASK_OF_OUTPUT.values())}, got {tasks}"
+            )
+        self.tasks = tasks
+
+    def weights(self) -> dict[str, float]:
+        """The current effective weight of every task (what multiplies its loss)."""
+        raise NotImplementedError
+
+    def combine(self, terms: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """``(total, metrics)``: the loss to back-propagate and what to log about it."""
+        raise NotImplementedError
+
+    def parameters_for_network_optimizer(self) -> list[nn.Parameter]:
+        """Parameters of the weighting that the network's optimiser should train (if any)."""
+        return []
+
+    def _check(self, terms: dict[str, torch.Tensor]) -> None:
+        missing = [t for t in self.tasks if t not in terms]
+        if missing:
+            raise ValueError(
+                f"loss weighting for tasks {self.tasks} got no loss for {missing}; does the "
+                "batch carry that ground truth and the network that output?"
+            )
+
+    def _metrics(self, terms: dict[str, torch.Tensor], total: torch.Tensor) -> dict[str, float]:
+        metrics = {f"loss_{t}": float(terms[t].detach()) for t in self.tasks}
+        metrics.update({f"weight_{t}": w for t, w in self.weights().items()})
+        metrics["loss"] = float(total.detach())
+        return metrics
+
+
+class FixedWeighting(LossWeighting):
+    """``w_disp * L_d + w_seg * L_s`` (paper eq. 5; 5 and 1 by default)."""
+
+    kind = "fixed"
+
+    def __init__(self, tasks: Sequence[str], w_disp: float = 5.0, w_seg: float = 1.0) -> None:
+        super().__init__(tasks)
+        self._w = {"disparity": float(w_disp), "segmentation": float(w_seg)}
+
+    def weights(self) -> dict[str, float]:
+        return {t: self._w[t] for t in self.tasks}
+
+    def combine(self, terms: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        self._check(terms)
+        total = sum(self._w[t] * terms[t] for t in self.tasks)
+        return total, self._metrics(terms, total)  # type: ignore[arg-type]
+
+
+class GradNorm(LossWeighting):
+    """GradNorm adaptive loss balancing (Chen et al., ICML 2018).
+
+    Each task ``i`` has a weight ``w_i``; the network is trained on ``sum_i w_i L_i`` with the
+    weights held constant, and the weights are trained on
+
+        L_grad = sum_i | G_i - mean(G) * r_i ** alpha |,
+
+    where ``G_i = || d(w_i L_i) / dW ||`` is the norm of the task's gradient at the last layer
+    ``W`` all tasks share, ``r_i = (L_i / L_i(0)) / mean_j(L_j / L_j(0))`` is the task's
+    relative inverse training rate, and the target ``mean(G) * r_i ** alpha`` is a constant.
+    A task that has trained less (larger ``r_i``) gets a larger gradient, i.e. a larger weight.
+    After each update the weights are renormalised to sum to the number of tasks.
+
+    Args:
+        tasks: the tasks; a single task makes GradNorm a no-op (its weight stays 1).
+        shared_parameter: ``W``; for the ESP joint network the weight of the last layer of the
+            shared feature extractor (see :func:`shared_parameter`).
+        alpha: strength of the pull towards equal training rates (paper: 0.12 .. 3; 1.5 here).
+        lr: learning rate of the weights' own Adam optimiser.
+        initial: initial weights by task (renormalised to sum to the number of tasks); all
+            equal when None.
+    """
+
+    kind = "gradnorm"
+
+    def __init__(
+        self,
+        tasks: Sequence[str],
+        shared_parameter: torch.Tensor,
+        *,
+        alpha: float = 1.5,
+        lr: float = 0.025,
+        initial: dict[str, float] | None = None,
+    ) -> None:
+        super().__init__(tasks)
+        if alpha < 0:
+            raise ValueError(f"GradNorm alpha must be >= 0, got {alpha}")
+        if lr <= 0:
+            raise ValueError(f"GradNorm lr must be > 0, got {lr}")
+        if not shared_parameter.requires_grad:
+            raise ValueError("GradNorm's shared parameter must require gradients")
+        self.alpha = float(alpha)
+        self.lr = float(lr)
+        init = torch.tensor([float((initial or {}).get(t, 1.0)) for t in self.tasks])
+        if (init <= 0).any():
+            raise ValueError(f"GradNorm initial weights must be > 0, got {initial}")
+        self.task_weights = nn.Parameter(init * len(self.tasks) / init.sum())
+        self.register_buffer("initial_losses", torch.full((len(self.tasks),), float("nan")))
+        # a plain attribute, not a submodule: the shared parameter belongs to the network
+        self._shared = [shared_parameter]
+        self.optimizer = torch.optim.Adam([self.task_weights], lr=self.lr)
+        self.last_grad_norms: dict[str, float] = {}
+
+    def weights(self) -> dict[str, float]:
+        return {t: float(w) for t, w in zip(self.tasks, self.task_weights.detach())}
+
+    def combine(self, terms: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Update the task weights (when training) and return the loss with the old weights.
+
+        Must be called before the network's ``backward`` (it differentiates the task losses
+        w.r.t. the shared layer with ``retain_graph=True``).
+        """
+        self._check(terms)
+        losses = torch.stack([terms[t].float() for t in self.tasks])
+        weights = self.task_weights.detach().clone()
+        total = (weights.to(losses.device) * losses).sum()
+        if self.training and len(self.tasks) > 1 and losses.requires_grad:
+            self.update(losses)
+        metrics = self._metrics(terms, total)
+        # the weights the loss above was computed with, as Chen et al. log them
+        metrics.update({f"weight_{t}": float(w) for t, w in zip(self.tasks, weights)})
+        metrics.update({f"gradnorm_{t}": g for t, g in self.last_grad_norms.items()})
+        return total, metrics
+
+    def update(self, losses: torch.Tensor) -> None:
+        """One GradNorm step on the task weights for the (T,) task losses (graph attached)."""
+        (shared,) = self._shared
+        if torch.isnan(self.initial_losses).any():
+            self.initial_losses.copy_(losses.detach().to(self.initial_losses.device))
+        raw_norms = []
+        for i in range(len(self.tasks)):
+            grad = torch.autograd.grad(losses[i], shared, retain_graph=True, allow_unused=True)[0]
+            raw_norms.append(
+                torch.zeros((), device=shared.device) if grad is None else grad.float().norm()
+            )
+        norms = torch.stack(raw_norms).to(self.task_weights.device)
+        rates = losses.detach().to(norms.device) / self.initial_losses.clamp_min(1e-12)
+        if dist.is_available() and dist.is_initialized():
+            # every rank must move the weights identically: agree on the measured quantities
+            both = torch.stack([norms, rates]).to(shared.device)
+            dist.all_reduce(both)
+            norms, rates = (both / dist.get_world_size()).to(self.task_weights.device)
+        inverse_rate = rates / rates.mean().clamp_min(1e-12)
+        grad_norms = self.task_weights * norms  # G_i, differentiable in w_i
+        target = (grad_norms.mean() * inverse_rate**self.alpha).detach()
+        gradnorm_loss = (grad_norms - target).abs().sum()
+        self.optimizer.zero_grad(set_to_none=True)
+        (weight_grad,) = torch.autograd.grad(gradnorm_loss, self.task_weights)
+        self.task_weights.grad = weight_grad
+        self.optimizer.step()
+        with torch.no_grad():
+            self.task_weights.clamp_(min=1e-3)
+            self.task_weights.mul_(len(self.tasks) / self.task_weights.sum())
+        self.last_grad_norms = {t: float(g) for t, g in zip(self.tasks, grad_norms.detach())}
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class UncertaintyWeighting(LossWeighting):
+    """Homoscedastic uncertainty weighting (Kendall, Gal & Cipolla, CVPR 2018).
+
+    Every task has a learnable ``s_i = log sigma_i^2`` trained with the network:
+
+        regression (disparity):      0.5 * exp(-s) * L + 0.5 * s
+        classification (semantics):        exp(-s) * L + 0.5 * s
+
+    so a task whose loss stays large (is noisy) is down-weighted, and ``s`` cannot run off to
+    infinity because of its own penalty. ``s_i`` start at 0.
+    """
+
+    kind = "uncertainty"
+    REGRESSION = ("disparity",)
+
+    def __init__(self, tasks: Sequence[str]) -> None:
+        super().__init__(tasks)
+        self.log_vars = nn.ParameterDict({t: nn.Parameter(torch.zeros(())) for t in self.tasks})
+
+    def _factor(self, task: str) -> float:
+        return 0.5 if task in self.REGRESSION else 1.0
+
+    def weights(self) -> dict[str, float]:
+        return {
+            t: self._factor(t) * float(torch.exp(-self.log_vars[t].detach())) for t in self.tasks
+        }
+
+    def combine(self, terms: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        self._check(terms)
+        total = sum(
+            self._factor(t) * torch.exp(-self.log_vars[t]) * terms[t].float()
+            + 0.5 * self.log_vars[t]
+            for t in self.tasks
+        )
+        metrics = self._metrics(terms, total)  # type: ignore[arg-type]
+        metrics.update({f"log_var_{t}": float(self.log_vars[t].detach()) for t in self.tasks})
+        return total, metrics  # type: ignore[return-value]
+
+    def parameters_for_network_optimizer(self) -> list[nn.Parameter]:
+        """The log-variances: optimised together with the network (same optimiser)."""
+        return list(self.log_vars.values())
+
+
+def shared_parameter(model: nn.Module, name: str = "features.norm3.0.weight") -> nn.Parameter:
+    """The parameter GradNorm measures task gradients at (by ``named_parameters`` name).
+
+    The default is the scale of the ESP feature extractor's last normalisation layer: its
+    output f3 feeds the classifier (f4) and, through the cost volume, the disparity, so it is
+    the last layer every task's gradient passes through.
+    """
+    params = dict(model.named_parameters())
+    if name not in params:
+        near = [k for k in params if k.startswith("features.")][-5:]
+        raise ValueError(
+            f"GradNorm shared parameter {name!r} is not a parameter of "
+            f"{type(model).__name__}; last feature-extractor parameters: {near}"
+        )
+    return params[name]
+
+
+def make_weighting(
+    kind: str,
+    tasks: Sequence[str],
+    *,
+    w_disp: float = 5.0,
+    w_seg: float = 1.0,
+    model: nn.Module | None = None,
+    gradnorm_alpha: float = 1.5,
+    gradnorm_lr: float = 0.025,
+    gradnorm_parameter: str = "features.norm3.0.weight",
+) -> LossWeighting:
+    """Build the ``loss.weighting`` of a training config: fixed, gradnorm or uncertainty.
+
+    GradNorm needs the ``model`` (to find the shared parameter) and starts from the fixed
+    weights' ratio; uncertainty weighting starts from ``s_i = 0``.
+    """
+    if kind == "fixed":
+        return FixedWeighting(tasks, w_disp, w_seg)
+    if kind == "gradnorm":
+        if model is None:
+            raise ValueError("GradNorm weighting needs the model to find its shared layer")
+        return GradNorm(
+            tasks,
+            shared_parameter(model, gradnorm_parameter),
+            alpha=gradnorm_alpha,
+            lr=gradnorm_lr,
+            initial={"disparity": w_disp, "segmentation": w_seg},
+        )
+    if kind == "uncertainty":
+        return UncertaintyWeighting(tasks)
+    raise ValueError(f"loss weighting must be one of {', '.join(WEIGHTINGS)}, got {kind!r}")

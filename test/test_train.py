@@ -1,0 +1,350 @@
+"""stereo-semantic-train: recipes are validated, runs resume after a kill, checkpoints serve.
+
+Every run here uses config/train/tiny_test.yaml (a tiny network on six 96x48 synthetic scenes
+rendered once per session by the synth CLI), so each takes seconds on a CPU.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from stereo_semantic_ros.checkpoint import load_checkpoint
+from stereo_semantic_ros.datasets.kitti import Kitti2015
+from stereo_semantic_ros.losses import class_weights_from_frequencies
+from stereo_semantic_ros.pipeline import StereoPipeline
+from stereo_semantic_ros.train import (
+    ConfigError,
+    config_from_dict,
+    dataset_statistics,
+    load_config,
+    main,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = REPO / "config" / "train" / "tiny_test.yaml"
+SHIPPED = REPO / "config" / "train" / "esp_joint_synthetic.yaml"
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    """Six 96x48 synthetic scenes in the KITTI layout, rendered by the synth CLI."""
+    from stereo_semantic_ros.synth import cli
+
+    root = tmp_path_factory.mktemp("synth")
+    argv = ["--out", str(root), "--count", "6", "--width", "96", "--height", "48"]
+    assert cli.main([*argv, "--seed", "0", "--workers", "1"]) == 0
+    return root
+
+
+def _args(data_root: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "--config",
+        str(TINY),
+        "--out",
+        str(out),
+        "--set",
+        f"data.root={data_root}",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def _log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def test_shipped_and_tiny_recipes_are_valid():
+    shipped = load_config(SHIPPED)
+    assert shipped.model.architecture == "esp_joint"
+    assert shipped.train.tasks == ["disparity", "segmentation"]
+    # the paper's schedule (400 and 500 of 600 epochs) at the same fractions of the budget
+    assert shipped.milestone_steps() == [1200, 1500]
+    assert shipped.train.betas == [0.9, 0.999] and shipped.train.lr_decay == 0.5
+    assert shipped.loss.weighting == "fixed" and (shipped.loss.w_disp, shipped.loss.w_seg) == (5, 1)
+    assert load_config(TINY).train.steps == 40
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"train": {"stpes": 3}}, "train.stpes"),
+        ({"model": {"max_disp": 64}}, "model.max_disp"),
+        ({"model": {"tasks": ["disparity"]}}, "train.tasks"),
+        ({"data": {"augment": {"mirror": 0.5}}}, None),  # checked when the augmentor is built
+        ({"train": {"tasks": ["depth"]}}, "train.tasks"),
+        ({"train": {"batch_size": "2"}}, "train.batch_size must be an integer"),
+        ({"data": {"crop": [100, 64]}}, "multiples of 8"),
+        ({"data": {"type": "middlebury"}}, "data.type"),
+        ({"loss": {"weighting": "equal"}}, "loss.weighting"),
+        ({"optimizer": {}}, "unknown section"),
+    ],
+)
+def test_bad_recipes_are_refused_with_the_key_named(change, message):
+    raw = yaml.safe_load(TINY.read_text())
+    for section, values in change.items():
+        raw.setdefault(section, {}).update(values)
+    if message is None:
+        cfg = config_from_dict(raw)  # syntactically fine
+        from stereo_semantic_ros.train import build_augmentor
+
+        with pytest.raises(ConfigError, match="data.augment.mirror"):
+            build_augmentor(cfg.data, 0)
+        return
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        config_from_dict(raw)
+
+
+def test_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {architecture: esp_joint}\ndata: {root: x}\ntrain: {lr: fast}\n")
+    assert main(["--config", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "train.lr must be a number" in err and "Traceback" not in err
+
+
+# --- a short run in-process: what the checkpoints carry --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def short_run(data_root, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    assert main(_args(data_root, out, "--max-steps", "6", "--set", "train.checkpoint_every=3")) == 0
+    return out
+
+
+def test_final_checkpoint_loads_in_the_pipeline_and_describes_itself(short_run, data_root):
+    final = load_checkpoint(short_run / "final.pt")
+    assert final.training_state == {}  # shipped-style: no optimiser state
+    assert final.architecture == "esp_joint"
+    assert final.hyper_parameters["max_disparity"] == 32
+    assert final.hyper_parameters["tasks"] == ["disparity", "segmentation"]
+
+    # mean/std and class weights are those of the training images and labels
+    dataset = Kitti2015(data_root, "training")
+    stats = dataset_statistics(dataset, 19)
+    np.testing.assert_allclose(final.mean, stats["mean"], rtol=1e-6)
+    np.testing.assert_allclose(final.std, stats["std"], rtol=1e-6)
+    assert not np.allclose(final.mean, (127.5, 127.5, 127.5))
+    expected = class_weights_from_frequencies(np.asarray(stats["class_pixels"]), 1.02)
+    np.testing.assert_allclose(final.class_weights, expected, rtol=1e-6)
+    assert 1.0 <= min(final.class_weights) and max(final.class_weights) <= 1 / np.log(1.02) + 1e-3
+
+    prov = final.provenance
+    assert prov["command"].startswith("stereo-semantic-train --config")
+    assert prov["config"]["model"]["max_disparity"] == 32
+    assert prov["data"]["num_samples"] == 6
+    synthetic = prov["data"]["synthetic"]
+    assert synthetic["settings"]["width"] == 96
+    assert [sub["base_seed"] for sub in synthetic["subsets"].values()] == [0]
+    assert prov["machine"]["cpu"] and prov["machine"]["cpu_count"] >= 1
+    assert prov["step"] == 6 and prov["wall_time_s"] > 0
+    assert "git_revision" in prov and prov["torch_version"] == str(torch.__version__)
+
+    pipe = StereoPipeline.from_checkpoint(short_run / "final.pt", device="cpu")
+    sample = dataset[0]
+    result = pipe.run(sample.left, sample.right, sample.calib)
+    assert result.disparity.shape == (48, 96) and result.labels.shape == (48, 96)
+    assert pipe.mean == tuple(final.mean)
+
+
+def test_last_checkpoint_holds_the_training_state(short_run):
+    last = load_checkpoint(short_run / "last.pt")
+    state = last.training_state
+    assert state["step"] == 6
+    assert state["optimizer"]["state"] and state["scheduler"]["last_epoch"] == 6
+    assert set(state["rng"]) >= {"torch", "numpy", "python"}
+    assert "weighting" in state and state["elapsed_s"] > 0
+
+
+def test_logs_and_curves_are_written(short_run):
+    rows = _log(short_run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(np.isfinite(r["loss"]) and r["weight_disparity"] == 5.0 for r in rows)
+    csv_lines = (short_run / "log.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("step,epoch,session,lr,loss") and len(csv_lines) == 7
+    png = (short_run / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    summary = json.loads((short_run / "summary.json").read_text())
+    assert summary["steps"] == 6 and summary["sessions"] == 1
+
+
+def test_resume_auto_of_a_finished_run_does_nothing_more(short_run, data_root):
+    before = _log(short_run)
+    assert main(_args(data_root, short_run, "--max-steps", "6")) == 0
+    assert _log(short_run) == before
+
+
+def test_resume_refuses_shipped_weights(short_run, data_root, tmp_path):
+    code = main(_args(data_root, tmp_path / "o", "--resume", str(short_run / "final.pt")))
+    assert code == 2
+
+
+# --- resume after a kill ---------------------------------------------------------------------
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    try:
+        return int(load_checkpoint(path).training_state["step"])
+    except Exception:  # noqa: BLE001 - not written yet
+        return None
+
+
+def test_training_continues_from_the_saved_step_after_sigkill(data_root, tmp_path):
+    out = tmp_path / "killed"
+    total = 60
+    cmd = [
+        sys.executable,
+        "-m",
+        "stereo_semantic_ros.train",
+        *_args(data_root, out, "--max-steps", str(total), "--set", "train.checkpoint_every=5"),
+    ]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        saved = None
+        while time.time() < deadline and proc.poll() is None:
+            saved = _checkpoint_step(out / "last.pt")
+            if saved is not None:
+                break
+            time.sleep(0.05)
+        assert saved is not None, f"no checkpoint appeared: {proc.stderr.read().decode()[-2000:]}"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (out / "final.pt").exists()
+    saved = _checkpoint_step(out / "last.pt")  # it may have written a later one meanwhile
+    assert saved is not None and 5 <= saved < total and saved % 5 == 0
+    killed_rows = _log(out)
+    assert killed_rows[-1]["step"] >= saved
+
+    done = subprocess.run(
+        [*cmd, "--resume", "auto"], env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"resuming at step {saved + 1} of {total}" in done.stderr
+
+    rows = _log(out)
+    steps = [r["step"] for r in rows]
+    assert steps == list(range(1, total + 1))  # every step once: rows after the kill dropped
+    resumed = [r["step"] for r in rows if r["session"] == 1]
+    assert resumed[0] == saved + 1 and resumed[-1] == total
+    # the rows up to the checkpoint are the killed run's, unchanged
+    assert rows[:saved] == killed_rows[:saved]
+    # the learning rate continues on the schedule: halved at 40 (2/3) and at 50 (5/6)
+    lr = {r["step"]: r["lr"] for r in rows}
+    assert lr[40] == pytest.approx(1e-3) and lr[41] == pytest.approx(5e-4)
+    assert lr[51] == pytest.approx(2.5e-4) and lr[total] == pytest.approx(2.5e-4)
+    final = load_checkpoint(out / "final.pt")
+    assert final.provenance["step"] == total
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == total and summary["sessions"] == 2
+
+
+# --- ablation modes and loss weightings --------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["disparity", "segmentation"])
+def test_single_task_modes(task, data_root, tmp_path):
+    out = tmp_path / task
+    assert main(_args(data_root, out, "--max-steps", "2", "--set", f"train.tasks=[{task}]")) == 0
+    final = load_checkpoint(out / "final.pt")
+    assert final.hyper_parameters["tasks"] == [task]
+    model = final.build_model()
+    assert hasattr(model, "regulariser") == (task == "disparity")
+    rows = _log(out)
+    assert f"loss_{task}" in rows[0]
+    other = "segmentation" if task == "disparity" else "disparity"
+    assert f"loss_{other}" not in rows[0]
+    assert (final.class_weights is None) == (task == "disparity")
+
+
+def test_gradnorm_and_uncertainty_weightings_train_and_resume(data_root, tmp_path):
+    out = tmp_path / "gn"
+    args = _args(
+        data_root,
+        out,
+        "--set",
+        "loss.weighting=gradnorm",
+        "--set",
+        "loss.gradnorm_lr=0.05",
+        "--set",
+        "train.checkpoint_every=2",
+    )
+    assert main([*args, "--max-steps", "4"]) == 0
+    rows = _log(out)
+    weights = [(r["weight_disparity"], r["weight_segmentation"]) for r in rows]
+    assert weights[0] == pytest.approx((2 * 5 / 6, 2 * 1 / 6))
+    assert weights[-1] != weights[0]  # adapted
+    assert all(sum(w) == pytest.approx(2.0, abs=1e-4) for w in weights)
+    state = load_checkpoint(out / "last.pt").training_state["weighting"]
+    assert torch.isfinite(state["initial_losses"]).all()
+
+    out = tmp_path / "uw"
+    assert (
+        main(_args(data_root, out, "--max-steps", "3", "--set", "loss.weighting=uncertainty")) == 0
+    )
+    rows = _log(out)
+    assert rows[0]["log_var_disparity"] == 0.0 and rows[-1]["log_var_disparity"] != 0.0
+    state = load_checkpoint(out / "last.pt").training_state
+    assert float(state["weighting"]["log_vars.disparity"]) == pytest.approx(
+        rows[-1]["log_var_disparity"], abs=0.01
+    )
+    # the log-variances are trained by the network's optimiser (a second parameter group)
+    assert len(state["optimizer"]["param_groups"]) == 2
+
+
+# --- multi-process (DistributedDataParallel on gloo) -------------------------------------------
+
+
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
+    reason="torchrun is not installed",
+)
+def test_torchrun_two_processes_on_gloo(data_root, tmp_path):
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    out = tmp_path / "ddp"
+    cmd = [
+        torchrun,
+        "--nproc_per_node=2",
+        "--master_port",
+        str(29500 + os.getpid() % 500),
+        "-m",
+        "stereo_semantic_ros.train",
+        *_args(data_root, out, "--max-steps", "3", "--set", "train.checkpoint_every=2"),
+    ]
+    start = time.time()
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "batch 2 x 2 process(es)" in done.stderr
+    assert time.time() - start < 60
+    rows = _log(out)
+    assert [r["step"] for r in rows] == [1, 2, 3]  # only rank 0 logs
+    final = load_checkpoint(out / "final.pt")
+    assert final.provenance["world_size"] == 2
+    # DDP wrappers are not saved: the weights load into the plain architecture
+    assert not any(k.startswith("module.") for k in final.state_dict)
+    final.build_model()
