@@ -379,14 +379,15 @@ def seed_worker(worker_id: int) -> None:
     process's torch generator, so it changes per epoch and follows ``torch.manual_seed``).
     Without this, every worker's copy of the augmentor would replay the same numpy stream.
     Seeds numpy's and Python's global generators and reseeds every :class:`StereoDataset`
-    inside the worker's dataset (through ConcatDataset / Subset wrappers). Also limits OpenCV
-    to one thread per worker, as the workers already run in parallel.
+    inside the worker's dataset (through ConcatDataset / Subset wrappers).
+
+    It deliberately leaves OpenCV's thread count alone: ``cv2.setNumThreads`` in a forked worker
+    waits forever on the thread pool lock the parent held at fork time (a hung test run showed it).
     """
     info = torch.utils.data.get_worker_info()
     seed = int(info.seed) if info is not None else int(torch.initial_seed())
     np.random.seed(seed % 2**32)
     random.seed(seed)
-    cv2.setNumThreads(1)
     if info is not None:
         for dataset in _walk_datasets(info.dataset):
             dataset.reseed(seed)
