@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -67,16 +67,22 @@ from stereo_semantic_ros.ros.outputs import build_messages, pipeline_outputs_for
 from stereo_semantic_ros.ros.settings import (
     NODE_NAME,
     NodeSettings,
-    SettingsError,
     disparity_range,
+    read_parameter_file,
     resolve_weights,
 )
 from stereo_semantic_ros.ros.stereo_inputs import RejectedFrameError, decode_stereo_inputs
+from stereo_semantic_ros.ros.sync_drops import (
+    LEFT,
+    LEFT_INFO,
+    RIGHT,
+    RIGHT_INFO,
+    SyncDropClassifier,
+)
 from stereo_semantic_ros.sync import DROP_REASONS as SYNC_DROP_REASONS
 from stereo_semantic_ros.sync import Synchronizer
 from stereo_semantic_ros.visualize import colorize_disparity, colorize_labels, save_png, tile
 
-LEFT, RIGHT, LEFT_INFO, RIGHT_INFO = range(4)
 INPUT_ROLES = ("left_image", "right_image", "left_info", "right_info")
 GT_ROLES = ("gt_disparity", "gt_labels")
 #: Reasons for which a frame is *dropped* (never formed a set) vs *failed* (set unusable).
@@ -150,43 +156,6 @@ def default_params_file() -> Path:
     except (ImportError, LookupError, ValueError, OSError):
         # OSError: ament_index_python's answer when AMENT_PREFIX_PATH is unset (no ROS env)
         return Path(__file__).resolve().parents[2] / "config" / "esp_joint.yaml"
-
-
-def read_parameter_file(path: Path, node_name: str = NODE_NAME) -> dict[str, Any]:
-    """Raw parameters of ``node_name`` in a ROS 2 parameter file, sections merged as
-    :meth:`NodeSettings.from_yaml` merges them (``/**``, ``<node>``, ``/<node>``; later wins).
-
-    Read raw (not validated) so a ``weights`` file that does not exist yet can be replaced by
-    the untrained network with a warning instead of refusing the whole file.
-    """
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise SettingsError(f"cannot read parameter file {path}: {exc}") from None
-    values: dict[str, Any] = {}
-    found = False
-    for key in ("/**", node_name, f"/{node_name}"):
-        section = data.get(key) if isinstance(data, dict) else None
-        if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
-            values.update(_flatten(section["ros__parameters"]))
-            found = True
-    if not found:
-        raise SettingsError(
-            f"{path} has no '{node_name}: ros__parameters:' or '/**: ros__parameters:' section"
-        )
-    return values
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def load_settings(
@@ -320,58 +289,6 @@ def process_set(
     return out
 
 
-class SyncDropClassifier:
-    """Turns the synchroniser's dropped messages into the node's dropped-frame reasons.
-
-    Mirrors ``StereoSemanticNode._on_sync_drop``: only images count (a camera_info nobody
-    paired is no lost frame); ``stale`` -> ``stale_stamp``; an image whose partner image was
-    never seen -> ``no_partner``; both images but a camera_info missing -> ``no_camera_info``;
-    everything there but pushed out of the queue -> ``no_partner``.
-    """
-
-    def __init__(self, settings: NodeSettings, on_frame_drop: Callable[[str, int, str], None],
-                 input_names: tuple[str, ...]) -> None:
-        self._approximate = settings.approximate_sync
-        self._slop_ns = int(settings.sync_slop * 1e9)
-        self._recent = [deque(maxlen=4 * settings.queue_size + 32) for _ in range(4)]
-        self._on_frame_drop = on_frame_drop
-        self._names = input_names
-        self.flushing = False
-
-    def seen_message(self, index: int, stamp: int) -> None:
-        self._recent[index].append(stamp)
-
-    def _seen(self, index: int, stamp: int) -> bool:
-        if self._approximate:
-            return any(abs(s - stamp) < self._slop_ns for s in self._recent[index])
-        return stamp in self._recent[index]
-
-    def __call__(self, index: int, msg: Any, reason: str) -> None:
-        if index not in (LEFT, RIGHT) or reason == "duplicate_stamp":
-            return
-        if reason == "reset" and not self.flushing:
-            return  # a reset after a time jump; the end-of-bag flush does count
-        stamp = stamp_to_ns(msg.header.stamp)
-        name = self._names[index]
-        if reason == "stale":
-            self._on_frame_drop("stale_stamp", stamp,
-                                f"{name} stamp is older than the last processed set")
-            return
-        other = RIGHT if index == LEFT else LEFT
-        if not self._seen(other, stamp):
-            self._on_frame_drop("no_partner", stamp, f"{name} had no {self._names[other]} "
-                                + ("within sync_slop" if self._approximate else
-                                   "with the same stamp"))
-            return
-        missing = [self._names[i] for i in (LEFT_INFO, RIGHT_INFO) if not self._seen(i, stamp)]
-        if missing:
-            self._on_frame_drop("no_camera_info", stamp,
-                                f"left and right images but no {' and no '.join(missing)}")
-            return
-        self._on_frame_drop("no_partner", stamp, "all four inputs arrived but were pushed out "
-                            "of the queue before forming a set; raise queue_size")
-
-
 # ---------------------------------------------------------------------------------- the replay
 
 
@@ -404,7 +321,13 @@ class _Replay:
         self.last_diag_ns: int | None = None
         self.now_ns = 0
         self.writer: BagWriter | None = None
-        self.classifier = SyncDropClassifier(self.settings, self.drop_frame, self.input_names)
+        self.classifier = SyncDropClassifier(
+            self.input_names,
+            self.drop_frame,
+            approximate=self.settings.approximate_sync,
+            slop=self.settings.sync_slop,
+            queue_size=self.settings.queue_size,
+        )
         self.sync = Synchronizer(
             4,
             self.on_set,
@@ -758,7 +681,7 @@ def run_replay(options: ReplayOptions, pipeline: StereoPipeline | None = None) -
                         break
                 else:
                     # End of bag: images still waiting for partners are lost frames, as live.
-                    state.classifier.flushing = True
+                    state.classifier.count_resets = True
                     state.sync.reset()
                 if not stop.requested:
                     state.process_pending(final=True)

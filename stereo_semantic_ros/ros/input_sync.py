@@ -21,6 +21,7 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image
 
 from stereo_semantic_ros.ros.conversions import stamp_to_ns
+from stereo_semantic_ros.ros.sync_drops import LEFT, LEFT_INFO, RIGHT, RIGHT_INFO  # noqa: F401  (re-exported)
 from stereo_semantic_ros.sync import Synchronizer
 
 #: (relative topic, type) of the inputs, in the order sets are delivered.
@@ -31,7 +32,6 @@ INPUTS: tuple[tuple[str, type], ...] = (
     ("right/camera_info", CameraInfo),
 )
 INPUT_TOPICS = tuple(topic for topic, _ in INPUTS)
-LEFT, RIGHT, LEFT_INFO, RIGHT_INFO = range(4)
 
 OnMessage = Callable[[int, Any], None]
 OnSet = Callable[[Image, Image, CameraInfo, CameraInfo], None]

@@ -23,7 +23,7 @@ import argparse
 import threading
 import time
 import traceback
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,9 +59,7 @@ from stereo_semantic_ros.ros.conversions import stamp_to_ns
 from stereo_semantic_ros.ros.input_sync import (
     INPUT_TOPICS,
     LEFT,
-    LEFT_INFO,
     RIGHT,
-    RIGHT_INFO,
     create_input_sync,
 )
 from stereo_semantic_ros.ros.node_stats import (
@@ -84,6 +82,7 @@ from stereo_semantic_ros.ros.settings import (
     disparity_range,
 )
 from stereo_semantic_ros.ros.stereo_inputs import RejectedFrameError, decode_stereo_inputs
+from stereo_semantic_ros.ros.sync_drops import SyncDropClassifier
 
 OUTPUT_TYPES: dict[str, type] = {
     "disparity": DisparityImage,
@@ -170,7 +169,6 @@ class StereoSemanticNode(Node):
         # per input: monotonic time and stamp of the last message, recent stamps
         self._rx_time: list[float | None] = [None] * len(INPUT_TOPICS)
         self._rx_stamp: list[int | None] = [None] * len(INPUT_TOPICS)
-        self._recent: list[deque[int]] = []
         self._left_rx: OrderedDict[int, float] = OrderedDict()  # left stamp -> arrival
         self._last_set_stamp: int | None = None
         self._unpaired_since: float | None = None  # first image after the last set
@@ -181,7 +179,13 @@ class StereoSemanticNode(Node):
         self._declare_parameters()
         self._settings = self._read_settings()  # replaced whole on a live change
         settings = self._settings
-        self._recent = [deque(maxlen=4 * settings.queue_size + 32) for _ in INPUT_TOPICS]
+        self._drop_classifier = SyncDropClassifier(
+            INPUT_TOPICS,
+            self._drops.drop,
+            approximate=settings.approximate_sync,
+            slop=settings.sync_slop,
+            queue_size=settings.queue_size,
+        )
         self._pipeline = settings.build_pipeline()
         self._log_startup()
 
@@ -202,7 +206,7 @@ class StereoSemanticNode(Node):
             queue_size=settings.queue_size,
             on_message=self._on_input,
             on_set=self._on_set,
-            on_drop=self._on_sync_drop,
+            on_drop=self._drop_classifier,
         )
         self._jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(
@@ -382,7 +386,7 @@ class StereoSemanticNode(Node):
             )
         self._rx_time[index] = now
         self._rx_stamp[index] = stamp
-        self._recent[index].append(stamp)
+        self._drop_classifier.seen_message(index, stamp)
         if index in (LEFT, RIGHT) and self._unpaired_since is None:
             self._unpaired_since = now
         if index == LEFT:
@@ -400,72 +404,6 @@ class StereoSemanticNode(Node):
             self.get_logger().warning(f"{why}: resetting the synchroniser")
         self._last_set_stamp = None
         self._inputs.reset()
-
-    def _seen(self, index: int, stamp: int) -> bool:
-        """Whether input ``index`` recently carried a stamp that could pair with ``stamp``."""
-        settings = self._settings
-        if settings.approximate_sync:
-            slop = int(settings.sync_slop * 1e9)
-            return any(abs(s - stamp) < slop for s in self._recent[index])
-        return stamp in self._recent[index]
-
-    def _nearest(self, index: int, stamp: int) -> str:
-        if not self._recent[index]:
-            return f"nothing has arrived on {INPUT_TOPICS[index]}"
-        delta = min(self._recent[index], key=lambda s: abs(s - stamp)) - stamp
-        return f"the nearest {INPUT_TOPICS[index]} stamp differs by {delta / 1e6:+.3f} ms"
-
-    def _on_sync_drop(self, index: int, msg: Any, reason: str) -> None:
-        """Classifies a message the built-in synchroniser let go without a set."""
-        if index not in (LEFT, RIGHT) or reason in ("duplicate_stamp", "reset"):
-            # a camera_info nobody paired is not a lost frame; a duplicate stamp is replaced by
-            # its newer copy; a reset follows a logged time jump
-            return
-        stamp = stamp_to_ns(msg.header.stamp)
-        topic = INPUT_TOPICS[index]
-        if reason == "stale":
-            last = self._last_set_stamp
-            self._drops.drop(
-                "stale_stamp",
-                stamp,
-                f"{topic} stamp is older than the last processed set "
-                f"({format_stamp(last)}); stamps must increase. Frame dropped",
-            )
-            return
-        other = RIGHT if index == LEFT else LEFT
-        settings = self._settings
-        match = "within sync_slop" if settings.approximate_sync else "with the same stamp"
-        if not self._seen(other, stamp):
-            hint = (
-                "check that both cameras are triggered together"
-                if settings.approximate_sync
-                else "if the cameras are not hardware-synchronised, set approximate_sync: true "
-                "with a sync_slop"
-            )
-            self._drops.drop(
-                "no_partner",
-                stamp,
-                f"{topic} had no {INPUT_TOPICS[other]} {match} ({self._nearest(other, stamp)}); "
-                f"{hint}. Frame dropped",
-            )
-            return
-        missing = [INPUT_TOPICS[i] for i in (LEFT_INFO, RIGHT_INFO) if not self._seen(i, stamp)]
-        if missing:
-            self._drops.drop(
-                "no_camera_info",
-                stamp,
-                f"left and right images arrived but no {' and no '.join(missing)} {match}: "
-                "publish each camera_info with its image's header stamp (as camera drivers and "
-                "image_proc do) and check the remappings. Frame dropped",
-            )
-            return
-        self._drops.drop(
-            "no_partner",
-            stamp,
-            f"all four inputs arrived but their messages were pushed out of the queue "
-            f"(queue_size {settings.queue_size}) before forming a set; raise queue_size. "
-            "Frame dropped",
-        )
 
     def _on_set(
         self, left: Image, right: Image, left_info: CameraInfo, right_info: CameraInfo

@@ -223,32 +223,8 @@ class NodeSettings:
 
     @classmethod
     def from_yaml(cls, path: str | Path, node_name: str = NODE_NAME) -> NodeSettings:
-        """Settings from a ROS 2 parameter file (``<node>: ros__parameters:`` or ``/**:``).
-
-        Sections for ``/**``, ``node_name`` and ``/node_name`` are merged in that order (later
-        wins), as rcl does for a node without a namespace.
-        """
-        import yaml
-
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise SettingsError(f"cannot read parameter file {path}: {exc}") from None
-        if not isinstance(data, dict):
-            raise SettingsError(f"{path} is not a ROS 2 parameter file (top level is not a map)")
-        values: dict[str, Any] = {}
-        found = False
-        for key in ("/**", node_name, f"/{node_name}"):
-            section = data.get(key)
-            if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
-                values.update(_flatten(section["ros__parameters"]))
-                found = True
-        if not found:
-            raise SettingsError(
-                f"{path} has no '{node_name}: ros__parameters:' or '/**: ros__parameters:' section"
-            )
-        return cls.from_parameters(values)
+        """Validated settings from a ROS 2 parameter file; see :func:`read_parameter_file`."""
+        return cls.from_parameters(read_parameter_file(path, node_name))
 
     def updated(self, **changes: Any) -> NodeSettings:
         """A copy with ``changes`` applied and validated."""
@@ -446,3 +422,34 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(NodeSettings)}
 assert set(_DEFAULTS) == set(SPECS), "every NodeSettings field needs a ParameterSpec"
+
+
+def read_parameter_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, Any]:
+    """Raw (unvalidated) parameters of ``node_name`` in a ROS 2 parameter file.
+
+    Sections ``/**``, ``node_name`` and ``/node_name`` (``<node>: ros__parameters:``) are merged
+    in that order, later wins, as rcl does for a node without a namespace. Replay reads the raw
+    values so that a ``weights`` file that does not exist yet can fall back to the untrained
+    network with a warning instead of refusing the whole file.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SettingsError(f"cannot read parameter file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path} is not a ROS 2 parameter file (top level is not a map)")
+    values: dict[str, Any] = {}
+    found = False
+    for key in ("/**", node_name, f"/{node_name}"):
+        section = data.get(key)
+        if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
+            values.update(_flatten(section["ros__parameters"]))
+            found = True
+    if not found:
+        raise SettingsError(
+            f"{path} has no '{node_name}: ros__parameters:' or '/**: ros__parameters:' section"
+        )
+    return values
