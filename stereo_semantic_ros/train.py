@@ -853,13 +853,28 @@ def _scheduler_state(scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict[st
     return state
 
 
-def _load_scheduler_state(scheduler: Any, state: dict[str, Any]) -> None:
+def _load_scheduler_state(
+    scheduler: Any, state: dict[str, Any], milestones: Sequence[int], decay: float
+) -> bool:
+    """Restore a MultiStepLR; returns True when the recipe's milestones differ from the saved
+    ones (e.g. ``--max-steps`` raised to train longer), in which case the learning rate is
+    recomputed for the saved step on the new schedule."""
     from collections import Counter
 
     state = dict(state)
-    if "milestones" in state:
-        state["milestones"] = Counter({int(k): int(v) for k, v in state["milestones"].items()})
+    saved = sorted(int(k) for k in state.get("milestones", {}))
+    state["milestones"] = Counter({int(m): 1 for m in milestones})
     scheduler.load_state_dict(state)
+    if saved == sorted(milestones):
+        return False
+    step = int(state["last_epoch"])
+    factor = decay ** sum(1 for m in milestones if m <= step)
+    lrs = []
+    for group in scheduler.optimizer.param_groups:
+        group["lr"] = group["initial_lr"] * factor
+        lrs.append(group["lr"])
+    scheduler._last_lr = lrs
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -942,7 +957,7 @@ def _plot(out: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -> None
     present = {c for r in rows for c, v in r.items() if isinstance(v, (int, float))}
     groups = {
         "loss": [c for c in columns if c.startswith("loss")],
-        "loss weights": [c for c in columns if c.startswith("weight_")],
+        "task weights": [c for c in columns if c.startswith("weight_")],
         "learning rate": ["lr"],
         "validation disparity error (px)": [c for c in ("val/epe_all", "val/epe_noc")],
         "validation bad-3 (%)": ["val/bad3_all"],
@@ -977,6 +992,17 @@ def train(
             or the path of a ``last.pt`` to continue from.
         command: the command line, for the provenance.
     """
+    threads = torch.get_num_threads()
+    try:
+        return _train(cfg, Path(out), resume, command, progress)
+    finally:
+        # train.threads is this run's setting, not the calling process's
+        torch.set_num_threads(threads)
+
+
+def _train(
+    cfg: TrainConfig, out: Path, resume: str, command: Sequence[str], progress: bool
+) -> dict[str, Any]:
     start_time = time.time()
     tcfg = cfg.train
     info, device = setup_distributed(tcfg.device)
@@ -1068,7 +1094,16 @@ def train(
         ts = ckpt.training_state
         model.load_state_dict(ckpt.state_dict)
         optimizer.load_state_dict(ts["optimizer"])
-        _load_scheduler_state(scheduler, ts["scheduler"])
+        if (
+            _load_scheduler_state(scheduler, ts["scheduler"], cfg.milestone_steps(), tcfg.lr_decay)
+            and info.main
+        ):
+            print(
+                f"{PROG}: note: the step budget or milestones changed since {resume_path}; "
+                f"learning rate continues on the new schedule (milestones "
+                f"{cfg.milestone_steps()}, lr now {optimizer.param_groups[0]['lr']:.3g})",
+                file=sys.stderr,
+            )
         if ts.get("scaler"):
             scaler.load_state_dict(ts["scaler"])
         weighting.load_state_dict(ts["weighting"])
@@ -1127,14 +1162,29 @@ def train(
         "amp": use_amp,
         "steps": tcfg.steps,
     }
+    # one entry per session (first run and every resume): how the weights were really made
+    history = [dict(h) for h in (ckpt.training_state.get("history", []) if ckpt else [])]
+    history.append(
+        {
+            "command": provenance_base["command"],
+            "started_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "from_step": state.step,
+            "to_step": state.step,
+            "steps": tcfg.steps,
+            "milestones": cfg.milestone_steps(),
+            "git_revision": provenance_base["git_revision"],
+        }
+    )
 
     def checkpoint(final: bool) -> Checkpoint:
         elapsed = state.elapsed_s + (time.time() - session_start)
+        history[-1]["to_step"] = state.step
         provenance = dict(
             provenance_base,
             wall_time_s=round(elapsed, 1),
             step=state.step,
             finished_utc=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            history=history,
         )
         training_state: dict[str, Any] = {}
         if not final:
@@ -1151,6 +1201,7 @@ def train(
                 "rng": _rng_state(device),
                 "dataset_stats": {k: v for k, v in stats.items() if k not in ("mean", "std")},
                 "world_size": info.world_size,
+                "history": history,
             }
         metrics = {"validation": state.last_val, "best_validation": state.best}
         return Checkpoint(

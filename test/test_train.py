@@ -77,8 +77,8 @@ def test_shipped_and_tiny_recipes_are_valid():
     shipped = load_config(SHIPPED)
     assert shipped.model.architecture == "esp_joint"
     assert shipped.train.tasks == ["disparity", "segmentation"]
-    # the paper's schedule (400 and 500 of 600 epochs) at the same fractions of the budget
-    assert shipped.milestone_steps() == [1200, 1500]
+    # the lr is halved twice, as in the paper (there at 2/3 and 5/6 of training)
+    assert shipped.train.steps == 1000 and shipped.milestone_steps() == [700, 833]
     assert shipped.train.betas == [0.9, 0.999] and shipped.train.lr_decay == 0.5
     assert shipped.loss.weighting == "fixed" and (shipped.loss.w_disp, shipped.loss.w_seg) == (5, 1)
     assert load_config(TINY).train.steps == 40
@@ -194,6 +194,20 @@ def test_resume_auto_of_a_finished_run_does_nothing_more(short_run, data_root):
     assert _log(short_run) == before
 
 
+def test_training_longer_continues_on_the_rescaled_schedule(short_run, data_root, tmp_path, capsys):
+    """--max-steps raised after a finished run: the milestones follow the new budget."""
+    out = tmp_path / "longer"
+    shutil.copytree(short_run, out)
+    capsys.readouterr()
+    assert main(_args(data_root, out, "--max-steps", "12")) == 0
+    assert "learning rate continues on the new schedule" in capsys.readouterr().err
+    lr = {r["step"]: r["lr"] for r in _log(out)}
+    assert sorted(lr) == list(range(1, 13))
+    # 6 steps: milestones 4 and 5; 12 steps: 8 and 10 -- at step 7 nothing has been passed
+    assert lr[7] == pytest.approx(1e-3) and lr[8] == pytest.approx(1e-3)
+    assert lr[9] == pytest.approx(5e-4) and lr[11] == pytest.approx(2.5e-4)
+
+
 def test_resume_refuses_shipped_weights(short_run, data_root, tmp_path):
     code = main(_args(data_root, tmp_path / "o", "--resume", str(short_run / "final.pt")))
     assert code == 2
@@ -211,7 +225,7 @@ def _checkpoint_step(path: Path) -> int | None:
 
 def test_training_continues_from_the_saved_step_after_sigkill(data_root, tmp_path):
     out = tmp_path / "killed"
-    total = 60
+    total = 30
     cmd = [
         sys.executable,
         "-m",
@@ -254,12 +268,16 @@ def test_training_continues_from_the_saved_step_after_sigkill(data_root, tmp_pat
     assert resumed[0] == saved + 1 and resumed[-1] == total
     # the rows up to the checkpoint are the killed run's, unchanged
     assert rows[:saved] == killed_rows[:saved]
-    # the learning rate continues on the schedule: halved at 40 (2/3) and at 50 (5/6)
+    # the learning rate continues on the schedule: halved at 20 (2/3) and at 25 (5/6)
     lr = {r["step"]: r["lr"] for r in rows}
-    assert lr[40] == pytest.approx(1e-3) and lr[41] == pytest.approx(5e-4)
-    assert lr[51] == pytest.approx(2.5e-4) and lr[total] == pytest.approx(2.5e-4)
+    assert lr[20] == pytest.approx(1e-3) and lr[21] == pytest.approx(5e-4)
+    assert lr[26] == pytest.approx(2.5e-4) and lr[total] == pytest.approx(2.5e-4)
     final = load_checkpoint(out / "final.pt")
     assert final.provenance["step"] == total
+    # the provenance tells both sessions apart
+    history = final.provenance["history"]
+    assert [(h["from_step"], h["to_step"]) for h in history] == [(0, saved), (saved, total)]
+    assert history[1]["command"].endswith("--resume auto")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == total and summary["sessions"] == 2
 
