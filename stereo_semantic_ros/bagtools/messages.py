@@ -24,6 +24,7 @@ from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
 from stereo_semantic_ros.calibration import StereoCalibration
+from stereo_semantic_ros.ros.conversions import ENCODING_LAYOUT
 
 #: The types this package writes or reads in bags.
 IMAGE = "sensor_msgs/msg/Image"
@@ -31,17 +32,6 @@ CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 DISPARITY_IMAGE = "stereo_msgs/msg/DisparityImage"
 POINT_CLOUD2 = "sensor_msgs/msg/PointCloud2"
 DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
-
-# encoding -> (element dtype, channels) for the images built here from arrays
-_LAYOUT: dict[str, tuple[np.dtype, int]] = {
-    "rgb8": (np.dtype("u1"), 3),
-    "bgr8": (np.dtype("u1"), 3),
-    "rgba8": (np.dtype("u1"), 4),
-    "bgra8": (np.dtype("u1"), 4),
-    "mono8": (np.dtype("u1"), 1),
-    "mono16": (np.dtype("<u2"), 1),
-    "32FC1": (np.dtype("<f4"), 1),
-}
 
 # rosbags base type name -> numpy dtype of an array of it (CDR is little-endian here)
 _BASE_DTYPES: dict[str, str] = {
@@ -101,11 +91,12 @@ def image_msg(array: np.ndarray, encoding: str, hdr: Any) -> Any:
         encoding: one of rgb8, bgr8, rgba8, bgra8, mono8, mono16, 32FC1.
         hdr: a header from :func:`header`.
     """
-    if encoding not in _LAYOUT:
+    if encoding not in ENCODING_LAYOUT:
         raise MessageConversionError(
-            f"cannot build an image with encoding {encoding!r}; supported: {', '.join(_LAYOUT)}"
+            f"cannot build an image with encoding {encoding!r}; "
+            f"supported: {', '.join(ENCODING_LAYOUT)}"
         )
-    dtype, channels = _LAYOUT[encoding]
+    dtype, channels = ENCODING_LAYOUT[encoding]
     arr = np.asarray(array)
     ndim = 2 if channels == 1 else 3
     if arr.ndim != ndim or (channels > 1 and arr.shape[2] != channels) or (

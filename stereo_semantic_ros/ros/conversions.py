@@ -52,8 +52,8 @@ __all__ = [
 #: Encodings accepted for the stereo input images.
 SUPPORTED_ENCODINGS: tuple[str, ...] = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
 
-# encoding -> (little-endian element dtype, channels)
-_LAYOUT: dict[str, tuple[np.dtype, int]] = {
+#: encoding -> (little-endian element dtype, channels); the one table of image layouts
+ENCODING_LAYOUT: dict[str, tuple[np.dtype, int]] = {
     "rgb8": (np.dtype("u1"), 3),
     "bgr8": (np.dtype("u1"), 3),
     "rgba8": (np.dtype("u1"), 4),
@@ -67,7 +67,7 @@ _LAYOUT: dict[str, tuple[np.dtype, int]] = {
 
 #: Every encoding :func:`image_to_array` and :func:`array_to_image` handle: the inputs plus
 #: the single-channel encodings of depth, disparity and ground truth.
-ARRAY_ENCODINGS: tuple[str, ...] = tuple(_LAYOUT)
+ARRAY_ENCODINGS: tuple[str, ...] = tuple(ENCODING_LAYOUT)
 
 # numpy dtype -> sensor_msgs/PointField datatype constant (values fixed by the message definition)
 _POINTFIELD_TYPES: dict[np.dtype, int] = {
@@ -120,9 +120,9 @@ def image_to_array(msg: Image) -> np.ndarray:
         MalformedImageError: step or data length does not match height and width.
     """
     encoding = msg.encoding
-    if encoding not in _LAYOUT:
+    if encoding not in ENCODING_LAYOUT:
         raise EncodingError(encoding, ARRAY_ENCODINGS)
-    dtype, channels = _LAYOUT[encoding]
+    dtype, channels = ENCODING_LAYOUT[encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
@@ -231,9 +231,9 @@ def array_to_image(array: np.ndarray, encoding: str, header: Header | None = Non
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
-    if encoding not in _LAYOUT:
+    if encoding not in ENCODING_LAYOUT:
         raise EncodingError(encoding, ARRAY_ENCODINGS, what="output image")
-    dtype, channels = _LAYOUT[encoding]
+    dtype, channels = ENCODING_LAYOUT[encoding]
     arr = np.asarray(array)
     expected_ndim = 2 if channels == 1 else 3
     if (
