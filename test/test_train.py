@@ -22,13 +22,9 @@ from stereo_semantic_ros.checkpoint import load_checkpoint
 from stereo_semantic_ros.datasets.kitti import Kitti2015
 from stereo_semantic_ros.losses import class_weights_from_frequencies
 from stereo_semantic_ros.pipeline import StereoPipeline
-from stereo_semantic_ros.train import (
-    ConfigError,
-    config_from_dict,
-    dataset_statistics,
-    load_config,
-    main,
-)
+from stereo_semantic_ros.train import main
+from stereo_semantic_ros.training.config import ConfigError, config_from_dict, load_config
+from stereo_semantic_ros.training.data import build_augmentor, dataset_statistics
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "config" / "train" / "tiny_test.yaml"
@@ -73,6 +69,15 @@ def _log(out: Path) -> list[dict]:
 # --- configuration ---------------------------------------------------------------------------
 
 
+def test_the_train_module_keeps_its_public_names():
+    """Callers of the training entry point import it from stereo_semantic_ros.train."""
+    from stereo_semantic_ros import train as train_module
+
+    assert {"train", "main", "load_config", "ConfigError"} <= set(train_module.__all__)
+    assert train_module.ConfigError is ConfigError and train_module.load_config is load_config
+    assert all(callable(getattr(train_module, name)) for name in train_module.__all__)
+
+
 def test_shipped_and_tiny_recipes_are_valid():
     shipped = load_config(SHIPPED)
     assert shipped.model.architecture == "esp_joint"
@@ -105,8 +110,6 @@ def test_bad_recipes_are_refused_with_the_key_named(change, message):
         raw.setdefault(section, {}).update(values)
     if message is None:
         cfg = config_from_dict(raw)  # syntactically fine
-        from stereo_semantic_ros.train import build_augmentor
-
         with pytest.raises(ConfigError, match="data.augment.mirror"):
             build_augmentor(cfg.data, 0)
         return

@@ -1,0 +1,354 @@
+"""The training recipe: a YAML file of four sections, validated into :class:`TrainConfig`.
+
+``model`` (architecture and its hyper-parameters), ``data`` (dataset, split, crop,
+augmentation, validation split), ``train`` (steps, batch, optimiser, schedule, checkpointing,
+tasks) and ``loss`` (weighting). Unknown keys and wrong types are refused with the key named
+(:class:`ConfigError`); ``--set section.key=value`` overrides are applied before validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stereo_semantic_ros.losses import WEIGHTINGS
+from stereo_semantic_ros.networks import get_model_builder
+
+DATASET_TYPES = ("synthetic", "kitti2015", "cityscapes", "vkitti2")
+TASKS = ("disparity", "segmentation")
+
+
+class ConfigError(ValueError):
+    """A training recipe that cannot be used: unknown keys, wrong types or values."""
+
+
+@dataclass
+class ModelConfig:
+    """``model:`` -- ``architecture`` (registry key) and any keyword hyper-parameters of its
+    builder (e.g. ``max_disparity``, ``volume_channels``). ``num_classes`` follows the label
+    set and ``tasks`` comes from ``train.tasks``."""
+
+    architecture: str = "esp_joint"
+    hyper_parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ValDataConfig:
+    """``data.val:`` -- a held-out split evaluated every ``train.eval_every`` steps."""
+
+    root: str = ""
+    type: str | None = None
+    split: str | None = None
+    file_list: str | None = None
+    indices: list[int] | str | None = None
+    max_images: int | None = None
+
+
+@dataclass
+class GenerateConfig:
+    """``data.generate:`` -- render the synthetic split with ``stereo-semantic-synth`` first
+    when ``data.root`` does not hold it yet (``type: synthetic`` only)."""
+
+    count: int = 300
+    width: int = 512
+    height: int = 160
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """``data:`` -- where the training samples come from and how they are augmented.
+
+    ``type``: synthetic (our generator's KITTI-layout output, with right-view ground truth so
+    mirroring works), kitti2015, cityscapes or vkitti2. ``split``: kitti2015 ``training``,
+    cityscapes ``train``, vkitti2 a list of scenes. ``file_list``: kitti2015/synthetic only,
+    a list of scenes (path relative to ``root``), e.g. the generator's ``train.txt`` /
+    ``val.txt``. ``indices``: keep these sample positions (a list or a ``"start:stop"``
+    range). ``crop``: ``[height, width]`` training crop, multiples of 8. ``augment``:
+    ``default`` (the package's :meth:`Augmentor.for_training`), ``none``, or a mapping of
+    Augmentor fields overriding the defaults. ``stats_max_images``: images used for the
+    mean/std and class frequencies (all when null).
+    """
+
+    type: str = "synthetic"
+    root: str = ""
+    split: str | list[str] | None = None
+    file_list: str | None = None
+    indices: list[int] | str | None = None
+    crop: list[int] | None = None
+    augment: str | dict[str, Any] = "default"
+    stats_max_images: int | None = None
+    generate: GenerateConfig | None = None
+    val: ValDataConfig | None = None
+
+
+@dataclass
+class TrainSection:
+    """``train:`` -- the optimisation.
+
+    ``milestones`` are steps where the learning rate is multiplied by ``lr_decay``; values
+    below 1 are fractions of ``steps`` (the paper's 400 and 500 of 600 epochs -> 2/3, 5/6).
+    ``amp`` only applies on CUDA (autocast fp16 + GradScaler). ``grad_clip``: max global L2
+    norm (0 = off). ``threads``: torch CPU threads (0 = torch's default). ``device``: auto,
+    cpu, cuda; under torchrun each rank takes cuda:LOCAL_RANK.
+    """
+
+    steps: int = 1000
+    batch_size: int = 2
+    lr: float = 5e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    milestones: list[float] = field(default_factory=lambda: [2 / 3, 5 / 6])
+    lr_decay: float = 0.5
+    grad_clip: float = 10.0
+    amp: bool = True
+    seed: int = 0
+    checkpoint_every: int = 500
+    eval_every: int = 0
+    log_every: int = 1
+    num_workers: int = 2
+    threads: int = 0
+    device: str = "auto"
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+
+
+@dataclass
+class LossSection:
+    """``loss:`` -- ``weighting`` fixed (``w_disp * L_d + w_seg * L_s``), gradnorm or
+    uncertainty; ``class_weight_c`` is c in ``w = 1 / ln(c + p_class)``."""
+
+    weighting: str = "fixed"
+    w_disp: float = 5.0
+    w_seg: float = 1.0
+    class_weight_c: float = 1.02
+    class_weights: bool = True
+    gradnorm_alpha: float = 1.5
+    gradnorm_lr: float = 0.025
+    gradnorm_parameter: str = "features.norm3.0.weight"
+
+
+@dataclass
+class TrainConfig:
+    """A whole recipe; build it with :func:`load_config` / :func:`config_from_dict`."""
+
+    model: ModelConfig
+    data: DataConfig
+    train: TrainSection = field(default_factory=TrainSection)
+    loss: LossSection = field(default_factory=LossSection)
+    name: str = ""
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        model = out.pop("model")
+        out["model"] = {"architecture": model["architecture"], **model["hyper_parameters"]}
+        return out
+
+    def milestone_steps(self) -> list[int]:
+        steps = self.train.steps
+        return sorted({int(round(m * steps)) if m < 1 else int(m) for m in self.train.milestones})
+
+
+def _section(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, refusing unknown keys and wrong types."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}: {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)}; "
+            f"allowed in {where}: {', '.join(fields)}"
+        )
+    hints = inspect.get_annotations(cls, eval_str=True)
+    values = {}
+    for key, value in data.items():
+        values[key] = _coerce(value, hints[key], f"{where}.{key}")
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check ``value`` against a (simple) annotation; ints are accepted where floats are."""
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(
+            errors[0]
+            if len(errors) == 1
+            else f"{where}: {value!r} fits none of {', '.join(_type_name(o) for o in options)}"
+        )
+    if dataclasses.is_dataclass(hint):
+        return _section(hint, value, where)
+    if origin is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is Any:
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported setting type {hint!r}")
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", str(hint))
+
+
+def config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
+    """Validate a parsed recipe.
+
+    Raises:
+        ConfigError: unknown sections or keys, wrong types, impossible values; the message
+            names the key.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a training config is a mapping of sections, got {type(data).__name__}")
+    allowed = {"model", "data", "train", "loss", "name", "description"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown section(s) {unknown}; allowed: {sorted(allowed)}")
+    for key in ("model", "data"):
+        if key not in data:
+            raise ConfigError(f"the config needs a '{key}:' section")
+    model_data = dict(data["model"] or {})
+    architecture = model_data.pop("architecture", "esp_joint")
+    if not isinstance(architecture, str):
+        raise ConfigError(f"model.architecture must be a string, got {architecture!r}")
+    try:
+        builder = get_model_builder(architecture)
+    except ValueError as exc:
+        raise ConfigError(f"model.architecture: {exc}") from None
+    params = inspect.signature(builder).parameters
+    for key in ("tasks", "num_classes"):
+        if key in model_data:
+            where = "train.tasks" if key == "tasks" else "the label set (19 classes)"
+            raise ConfigError(f"model.{key} is not set in the model section; it comes from {where}")
+    unknown = sorted(set(model_data) - set(params))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join('model.' + k for k in unknown)} for architecture "
+            f"{architecture!r}; its hyper-parameters: "
+            f"{', '.join(k for k in params if k not in ('tasks', 'num_classes'))}"
+        )
+    cfg = TrainConfig(
+        model=ModelConfig(architecture, model_data),
+        data=_section(DataConfig, data["data"], "data"),
+        train=_section(TrainSection, data.get("train"), "train"),
+        loss=_section(LossSection, data.get("loss"), "loss"),
+        name=str(data.get("name") or ""),
+        description=str(data.get("description") or ""),
+    )
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: TrainConfig) -> None:
+    d, t, loss = cfg.data, cfg.train, cfg.loss
+    if d.type not in DATASET_TYPES:
+        raise ConfigError(f"data.type must be one of {', '.join(DATASET_TYPES)}, got {d.type!r}")
+    if not d.root:
+        raise ConfigError("data.root is required (the dataset's directory)")
+    if d.generate is not None and d.type != "synthetic":
+        raise ConfigError("data.generate only applies to data.type: synthetic")
+    if d.crop is not None and (len(d.crop) != 2 or any(v <= 0 or v % 8 for v in d.crop)):
+        raise ConfigError(f"data.crop must be [height, width], multiples of 8, got {d.crop}")
+    if isinstance(d.augment, str) and d.augment not in ("default", "none"):
+        raise ConfigError(f"data.augment must be 'default', 'none' or a mapping, got {d.augment!r}")
+    if d.val is not None and not d.val.root:
+        raise ConfigError("data.val.root is required when data.val is given")
+    if t.steps < 1:
+        raise ConfigError(f"train.steps must be >= 1, got {t.steps}")
+    if t.batch_size < 1:
+        raise ConfigError(f"train.batch_size must be >= 1, got {t.batch_size}")
+    if t.lr <= 0 or not 0 < t.lr_decay <= 1:
+        raise ConfigError(
+            f"need train.lr > 0 and 0 < train.lr_decay <= 1, got {t.lr}, {t.lr_decay}"
+        )
+    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
+        raise ConfigError(f"train.betas must be two numbers in [0, 1), got {t.betas}")
+    if any(m <= 0 for m in t.milestones):
+        raise ConfigError(f"train.milestones must be positive, got {t.milestones}")
+    for key in ("checkpoint_every", "eval_every", "num_workers", "threads", "log_every"):
+        if getattr(t, key) < 0:
+            raise ConfigError(f"train.{key} must be >= 0, got {getattr(t, key)}")
+    if not t.tasks or any(x not in TASKS for x in t.tasks) or len(set(t.tasks)) != len(t.tasks):
+        raise ConfigError(f"train.tasks must be a non-empty subset of {list(TASKS)}, got {t.tasks}")
+    if loss.weighting not in WEIGHTINGS:
+        raise ConfigError(
+            f"loss.weighting must be one of {', '.join(WEIGHTINGS)}, got {loss.weighting!r}"
+        )
+    if loss.class_weight_c <= 1.0:
+        raise ConfigError(f"loss.class_weight_c must be > 1, got {loss.class_weight_c}")
+
+
+def _set_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply ``section.key=value`` (value parsed as YAML) to a raw config mapping."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set expects section.key=value, got {assignment!r}")
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {part} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read and validate a YAML recipe, applying ``--set`` overrides first."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a training config is a mapping of sections")
+    for assignment in overrides:
+        _set_override(data, assignment)
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

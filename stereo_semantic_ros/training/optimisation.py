@@ -1,0 +1,158 @@
+"""The network and everything that updates it: loss weighting, Adam, the step schedule, AMP.
+
+Adam with the learning rate multiplied by ``train.lr_decay`` at the recipe's milestones
+(:meth:`~stereo_semantic_ros.training.config.TrainConfig.milestone_steps`) and the task losses
+combined by the recipe's :class:`~stereo_semantic_ros.losses.LossWeighting` (fixed, GradNorm
+or uncertainty); the defaults are the ESP joint paper's. AMP (fp16 autocast with a
+GradScaler) only on CUDA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from stereo_semantic_ros.losses import LossWeighting, make_weighting, task_losses
+from stereo_semantic_ros.networks import get_model_builder
+from stereo_semantic_ros.training.config import TrainConfig
+from stereo_semantic_ros.training.distributed import DistInfo, unwrap
+
+# a few non-finite losses are skipped; more than this many means the run has diverged
+MAX_NONFINITE_STEPS = 20
+
+
+@dataclass
+class Optimisation:
+    """What one training step uses and changes; built by :func:`build_optimisation`."""
+
+    model: nn.Module
+    hyper_parameters: dict[str, Any]
+    weighting: LossWeighting
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.MultiStepLR
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    grad_clip: float
+    device: torch.device
+    class_weights: torch.Tensor | None = None
+    max_disparity: int | None = None
+    skipped_nonfinite: int = 0
+
+    @property
+    def network(self) -> nn.Module:
+        """The model without a DistributedDataParallel wrapper: what checkpoints hold."""
+        return unwrap(self.model)
+
+    @property
+    def tasks(self) -> list[str]:
+        return self.hyper_parameters["tasks"]
+
+    def start(self, info: DistInfo, class_weights: Sequence[float] | None) -> None:
+        """Ready the (possibly resumed) model for the first step: wrap it for DDP under
+        torchrun, switch it to training mode and put the class weights on the device."""
+        if info.enabled:
+            if self.device.type == "cuda":
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            self.model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.model.train()
+        self.class_weights = (
+            torch.tensor(class_weights, dtype=torch.float32, device=self.device)
+            if class_weights is not None
+            else None
+        )
+        self.max_disparity = getattr(self.network, "max_disparity", None)
+
+    def step(
+        self,
+        left: torch.Tensor,
+        right: torch.Tensor,
+        target: Mapping[str, torch.Tensor],
+        step: int,
+    ) -> tuple[dict[str, float], float, float]:
+        """One optimiser step on a normalised batch.
+
+        Returns the weighting's metrics (``loss``, ``loss_<task>``, ``weight_<task>``...), the
+        global gradient norm (NaN when the loss was not finite and the update was skipped) and
+        the learning rate the step used. ``step`` (1-based) only names the step in errors.
+        """
+        device = self.device
+        with torch.autocast(device.type, dtype=torch.float16, enabled=self.use_amp):
+            outputs = self.model(left, right if "disparity" in self.tasks else None)
+        terms = task_losses(
+            outputs, target, class_weights=self.class_weights, max_disparity=self.max_disparity
+        )
+        total, metrics = self.weighting.combine(terms)
+        self.optimizer.zero_grad(set_to_none=True)
+        if not torch.isfinite(total):
+            self.skipped_nonfinite += 1
+            if self.skipped_nonfinite > MAX_NONFINITE_STEPS:
+                raise RuntimeError(
+                    f"the loss was not finite in {self.skipped_nonfinite} steps (last at step "
+                    f"{step}); lower train.lr or check the data"
+                )
+            grad_norm = float("nan")
+        else:
+            self.scaler.scale(total).backward()
+            self.scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            if self.grad_clip > 0:
+                grad_norm = float(nn.utils.clip_grad_norm_(params, self.grad_clip))
+            else:
+                grad_norm = float(
+                    torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+                )
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        if device.type == "cuda":
+            # step times in the log are the GPU's, not the kernel launches'
+            torch.cuda.synchronize(device)
+        return metrics, grad_norm, lr
+
+
+def build_optimisation(cfg: TrainConfig, num_classes: int, device: torch.device) -> Optimisation:
+    """A freshly initialised model (seed the RNGs first) and its optimisation, on ``device``."""
+    tcfg = cfg.train
+    tasks = list(tcfg.tasks)
+    hyper = dict(cfg.model.hyper_parameters, num_classes=num_classes, tasks=tasks)
+    model = get_model_builder(cfg.model.architecture)(**hyper).to(device)
+    weighting = make_weighting(
+        cfg.loss.weighting,
+        tasks,
+        w_disp=cfg.loss.w_disp,
+        w_seg=cfg.loss.w_seg,
+        model=model,
+        gradnorm_alpha=cfg.loss.gradnorm_alpha,
+        gradnorm_lr=cfg.loss.gradnorm_lr,
+        gradnorm_parameter=cfg.loss.gradnorm_parameter,
+    ).to(device)
+    param_groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
+    extra = weighting.parameters_for_network_optimizer()
+    if extra:
+        param_groups.append({"params": extra, "weight_decay": 0.0})
+    optimizer = torch.optim.Adam(
+        param_groups, lr=tcfg.lr, betas=tuple(tcfg.betas), weight_decay=tcfg.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=cfg.milestone_steps(), gamma=tcfg.lr_decay
+    )
+    use_amp = tcfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    return Optimisation(
+        model=model,
+        hyper_parameters=hyper,
+        weighting=weighting,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        use_amp=use_amp,
+        grad_clip=tcfg.grad_clip,
+        device=device,
+    )
