@@ -46,14 +46,17 @@ def save_previews(
     palette = pipeline.label_set.palette()
     cells = [outcome.left_rgb]
     names = ["left"]
-    disp_color = (image_to_array(outcome.messages["disparity/color"])
-                  if "disparity/color" in outcome.messages else
-                  colorize_disparity(result.disparity, top)
-                  if result.disparity is not None else None)
-    sem_color = (image_to_array(outcome.messages["semantic/color"])
-                 if "semantic/color" in outcome.messages else
-                 colorize_labels(result.labels, palette)
-                 if result.labels is not None else None)
+    # the published images where those topics are enabled, so the previews show what RViz does
+    disp_color = (
+        image_to_array(outcome.messages["disparity/color"])
+        if "disparity/color" in outcome.messages
+        else (colorize_disparity(result.disparity, top) if result.disparity is not None else None)
+    )
+    sem_color = (
+        image_to_array(outcome.messages["semantic/color"])
+        if "semantic/color" in outcome.messages
+        else (colorize_labels(result.labels, palette) if result.labels is not None else None)
+    )
     for name, img in (("disparity", disp_color), ("semantic", sem_color)):
         if img is not None:
             cells.append(np.ascontiguousarray(img))

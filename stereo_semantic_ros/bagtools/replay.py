@@ -84,8 +84,9 @@ def run_replay(options: ReplayOptions, pipeline: StereoPipeline | None = None) -
         out.mkdir(parents=True)
         state = ReplayRun(options, pipeline)
         roles = state.roles
-        state.gt_present = {role for topic, role in roles.ground_truth.items()
-                            if topic in available}
+        state.gt_present = {
+            role for topic, role in roles.ground_truth.items() if topic in available
+        }
         copied = roles.copied()
         connections = [c for c in reader.connections if c.topic in copied]
         n_left = available[options.topics.left_image][1]
@@ -95,17 +96,23 @@ def run_replay(options: ReplayOptions, pipeline: StereoPipeline | None = None) -
         interrupted = False
         from tqdm import tqdm
 
-        bar = tqdm(total=n_plan, unit="frame", desc="replay", disable=not options.progress,
-                   file=sys.stderr)
+        bar = tqdm(
+            total=n_plan, unit="frame", desc="replay", disable=not options.progress, file=sys.stderr
+        )
         stop = _CtrlC()
         try:
             with stop:
-                for conn, log_ns, raw in messages_until_damage(reader, connections,
-                                                               state.bag_damaged):
+                for conn, log_ns, raw in messages_until_damage(
+                    reader, connections, state.bag_damaged
+                ):
                     state.handle(reader, conn, log_ns, raw)
                     bar.update(state.handled - bar.n)
-                    bar.set_postfix(ok=state.processed, dropped=state.dropped_total,
-                                    failed=state.failed_total, refresh=False)
+                    bar.set_postfix(
+                        ok=state.processed,
+                        dropped=state.dropped_total,
+                        failed=state.failed_total,
+                        refresh=False,
+                    )
                     if stop.requested or options.max_frames_reached(state.processed_or_failed):
                         break
                 else:
@@ -119,8 +126,9 @@ def run_replay(options: ReplayOptions, pipeline: StereoPipeline | None = None) -
             bar.close()
             interrupted = interrupted or stop.requested
             if interrupted:
-                state.error = ("interrupted (Ctrl-C); the output bag holds every frame finished "
-                               "before")
+                state.error = (
+                    "interrupted (Ctrl-C); the output bag holds every frame finished before"
+                )
             state.maybe_diagnostics(state.now_ns, final=True)
             state.writer.close()
         report = replay_report(options, state, available, time.perf_counter() - t_start)
@@ -150,8 +158,10 @@ class _CtrlC:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nreplay: Ctrl-C: stopping after the current frame (press again to stop at once)",
-              file=sys.stderr)
+        print(
+            "\nreplay: Ctrl-C: stopping after the current frame (press again to stop at once)",
+            file=sys.stderr,
+        )
 
     def __exit__(self, *exc: object) -> None:
         if self._previous is not None:
@@ -166,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         print_warnings(options.warnings)
         report = run_replay(options)
     except KeyboardInterrupt:
-        print("stereo-semantic-replay: interrupted; the output bag was closed properly",
-              file=sys.stderr)
+        print(
+            "stereo-semantic-replay: interrupted; the output bag was closed properly",
+            file=sys.stderr,
+        )
         return 130
     except (BagError, ValueError) as exc:
         print(f"stereo-semantic-replay: error: {exc}", file=sys.stderr)

@@ -24,9 +24,7 @@ COPIED_EXTRA_TOPICS = ("/tf", "/tf_static")
 """Copied into the output bag as they are, so RViz or Foxglove can place the frames."""
 
 
-def check_input_topics(
-    reader: Any, topics: ReplayTopics, bag: Path
-) -> dict[str, tuple[str, int]]:
+def check_input_topics(reader: Any, topics: ReplayTopics, bag: Path) -> dict[str, tuple[str, int]]:
     """The bag's ``{topic: (type, message count)}``, once the inputs are there with their types.
 
     Raises:
@@ -34,8 +32,10 @@ def check_input_topics(
     """
     available = topics_of(reader)
     expected = {
-        topics.left_image: M.IMAGE, topics.right_image: M.IMAGE,
-        topics.left_info: M.CAMERA_INFO, topics.right_info: M.CAMERA_INFO,
+        topics.left_image: M.IMAGE,
+        topics.right_image: M.IMAGE,
+        topics.left_info: M.CAMERA_INFO,
+        topics.right_info: M.CAMERA_INFO,
     }
     missing = [t for t in expected if t not in available]
     if missing:
@@ -50,8 +50,9 @@ def check_input_topics(
             raise BagError(f"bag {bag}: {topic} holds {available[topic][0]}, expected {typ}")
     for topic, typ in ((topics.gt_disparity, M.DISPARITY_IMAGE), (topics.gt_labels, M.IMAGE)):
         if topic in available and available[topic][0] != typ:
-            raise BagError(f"bag {bag}: ground truth {topic} holds {available[topic][0]}, "
-                           f"expected {typ}")
+            raise BagError(
+                f"bag {bag}: ground truth {topic} holds {available[topic][0]}, expected {typ}"
+            )
     return available
 
 
@@ -68,8 +69,12 @@ class TopicRoles:
     def of(cls, topics: ReplayTopics) -> TopicRoles:
         t = topics
         return cls(
-            inputs={t.left_image: LEFT, t.right_image: RIGHT, t.left_info: LEFT_INFO,
-                    t.right_info: RIGHT_INFO},
+            inputs={
+                t.left_image: LEFT,
+                t.right_image: RIGHT,
+                t.left_info: LEFT_INFO,
+                t.right_info: RIGHT_INFO,
+            },
             ground_truth={t.gt_disparity: "gt_disparity", t.gt_labels: "gt_labels"},
         )
 

@@ -148,27 +148,54 @@ def build_parser() -> argparse.ArgumentParser:
         "(where the bag has ground truth), latency and throughput.",
     )
     p.add_argument("bag", type=Path, help="rosbag2 directory, or a .mcap / .db3 file")
-    p.add_argument("--params", type=Path, default=None,
-                   help="the node's ROS 2 parameter file (default: the package's "
-                   "config/esp_joint.yaml)")
+    p.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help="the node's ROS 2 parameter file (default: the package's config/esp_joint.yaml)",
+    )
     p.add_argument("--out", type=Path, help="output directory (default: out/replay/<bag name>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--weights", help="checkpoint, overrides the parameter file (relative: "
-                   "under models/; 'none' = untrained network)")
+    p.add_argument(
+        "--weights",
+        help="checkpoint, overrides the parameter file (relative: "
+        "under models/; 'none' = untrained network)",
+    )
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N, overrides the parameter file")
-    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap",
-                   help="storage of the output bag (default: mcap; any input storage is read)")
-    p.add_argument("--namespace", default="", help="namespace of the output topics, as the "
-                   "node's launch file argument (default: none, i.e. /disparity, /points2, ...)")
+    p.add_argument(
+        "--storage",
+        choices=("mcap", "sqlite3"),
+        default="mcap",
+        help="storage of the output bag (default: mcap; any input storage is read)",
+    )
+    p.add_argument(
+        "--namespace",
+        default="",
+        help="namespace of the output topics, as the "
+        "node's launch file argument (default: none, i.e. /disparity, /points2, ...)",
+    )
     p.add_argument("--max-frames", type=int, help="stop after this many synchronised frames")
-    p.add_argument("--previews", type=int, default=3,
-                   help="frames to save as PNG previews, spread over the bag (default: 3)")
+    p.add_argument(
+        "--previews",
+        type=int,
+        default=3,
+        help="frames to save as PNG previews, spread over the bag (default: 3)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    for role, flag in (("left_image", "--left-image"), ("right_image", "--right-image"),
-                       ("left_info", "--left-info"), ("right_info", "--right-info"),
-                       ("gt_disparity", "--gt-disparity"), ("gt_labels", "--gt-labels")):
-        p.add_argument(flag, dest=role, default=getattr(d, role),
-                       help=f"topic in the bag (default: {getattr(d, role)})")
+    for role, flag in (
+        ("left_image", "--left-image"),
+        ("right_image", "--right-image"),
+        ("left_info", "--left-info"),
+        ("right_info", "--right-info"),
+        ("gt_disparity", "--gt-disparity"),
+        ("gt_labels", "--gt-labels"),
+    ):
+        p.add_argument(
+            flag,
+            dest=role,
+            default=getattr(d, role),
+            help=f"topic in the bag (default: {getattr(d, role)})",
+        )
     return p
 
 
@@ -182,12 +209,25 @@ def options_from_args(args: argparse.Namespace) -> ReplayOptions:
     if args.params is None and not params.is_file():
         params = None  # no installed config: the node's defaults
     settings, warnings = load_settings(params, weights=args.weights, device=args.device)
-    out = args.out if args.out is not None else Path("out") / "replay" / (
-        args.bag.stem if args.bag.suffix in (".mcap", ".db3") else args.bag.name)
+    out = (
+        args.out
+        if args.out is not None
+        else Path("out")
+        / "replay"
+        / (args.bag.stem if args.bag.suffix in (".mcap", ".db3") else args.bag.name)
+    )
     topics = ReplayTopics(**{role: getattr(args, role) for role in INPUT_ROLES + GT_ROLES})
     return ReplayOptions(
-        bag=args.bag, out=out, settings=settings, params_file=params, topics=topics,
-        storage=args.storage, namespace=args.namespace, max_frames=args.max_frames,
-        overwrite=args.overwrite, previews=args.previews, progress=not args.no_progress,
+        bag=args.bag,
+        out=out,
+        settings=settings,
+        params_file=params,
+        topics=topics,
+        storage=args.storage,
+        namespace=args.namespace,
+        max_frames=args.max_frames,
+        overwrite=args.overwrite,
+        previews=args.previews,
+        progress=not args.no_progress,
         warnings=warnings,
     )

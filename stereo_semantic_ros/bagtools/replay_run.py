@@ -176,16 +176,22 @@ class ReplayRun:
             return reader.deserialize(raw, conn.msgtype)
         except Exception as exc:  # noqa: BLE001 - one undecodable message is skipped
             self.undecodable[conn.topic] = self.undecodable.get(conn.topic, 0) + 1
-            print(f"replay: cannot decode a {conn.msgtype} on {conn.topic} at bag time "
-                  f"{format_stamp(log_ns)}: {exc}", file=sys.stderr)
+            print(
+                f"replay: cannot decode a {conn.msgtype} on {conn.topic} at bag time "
+                f"{format_stamp(log_ns)}: {exc}",
+                file=sys.stderr,
+            )
             return None
 
     def offer(self, index: int, msg: Any, log_ns: int) -> None:
         stamp = stamp_to_ns(msg.header.stamp)
         if self.last_set_stamp is not None and stamp < self.last_set_stamp - JUMP_BACK_NS:
-            print(f"replay: {self.input_names[index]} stamp {format_stamp(stamp)} is "
-                  f"{(self.last_set_stamp - stamp) / 1e9:.3f} s older than the last set (bag "
-                  "loop?): resetting the synchroniser", file=sys.stderr)
+            print(
+                f"replay: {self.input_names[index]} stamp {format_stamp(stamp)} is "
+                f"{(self.last_set_stamp - stamp) / 1e9:.3f} s older than the last set (bag "
+                "loop?): resetting the synchroniser",
+                file=sys.stderr,
+            )
             self.last_set_stamp = None
             self.sync.reset()
         if index == LEFT:
@@ -241,8 +247,9 @@ class ReplayRun:
         try:
             outcome = process_set(self.pipeline, self.settings, self.topics, extra, *msgs)
         except Exception as exc:  # noqa: BLE001 - the node's worker survives any one frame too
-            outcome = FrameOutcome(stamp, failure=("pipeline_error", f"{type(exc).__name__}: "
-                                                   f"{exc}"))
+            outcome = FrameOutcome(
+                stamp, failure=("pipeline_error", f"{type(exc).__name__}: {exc}")
+            )
         if outcome.failure is not None:
             self.drop_frame(outcome.failure[0], stamp, outcome.failure[1])
             return
@@ -272,8 +279,14 @@ class ReplayRun:
             frame["ground_truth_error"] = str(exc)
         self.per_frame.append(frame)
         if (self.processed - 1) in self.preview_plan:
-            paths = save_previews(Path(self.o.out) / "previews", self.processed - 1,
-                                  self.pipeline, outcome, gt_disp_msg, gt_label_msg)
+            paths = save_previews(
+                Path(self.o.out) / "previews",
+                self.processed - 1,
+                self.pipeline,
+                outcome,
+                gt_disp_msg,
+                gt_label_msg,
+            )
             frame["previews"] = paths
             self.previews.extend(paths)
 
@@ -288,11 +301,13 @@ class ReplayRun:
         if gt_label_msg is not None:
             gt_labels = image_to_array(gt_label_msg)
             if gt_labels.ndim != 2 or gt_labels.dtype != np.uint8:
-                raise ValueError(f"ground-truth labels must be mono8/8UC1, got "
-                                 f"{gt_label_msg.encoding}")
+                raise ValueError(
+                    f"ground-truth labels must be mono8/8UC1, got {gt_label_msg.encoding}"
+                )
         result = outcome.result
-        return self.scores.update(outcome.calib, result.disparity, result.labels, gt_disp,
-                                  gt_valid, gt_labels)
+        return self.scores.update(
+            outcome.calib, result.disparity, result.labels, gt_disp, gt_valid, gt_labels
+        )
 
     # -- diagnostics ---------------------------------------------------------------------------
 
@@ -327,7 +342,8 @@ class ReplayRun:
         untrained = self.settings.weights_path() is None
         level = 1 if drops or untrained else 0
         problems = (["untrained weights"] if untrained else []) + (
-            [f"{drops} frame(s) dropped so far"] if drops else [])
+            [f"{drops} frame(s) dropped so far"] if drops else []
+        )
         status = ts.types["diagnostic_msgs/msg/DiagnosticStatus"](
             level=level,
             name=f"{NODE_NAME}: stereo pipeline",

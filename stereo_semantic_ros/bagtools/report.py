@@ -159,8 +159,9 @@ class GroundTruthScores:
 # ---------------------------------------------------------------------------------- report.json
 
 
-def replay_report(options: ReplayOptions, state: ReplayRun,
-                  available: dict[str, tuple[str, int]], wall_s: float) -> dict[str, Any]:
+def replay_report(
+    options: ReplayOptions, state: ReplayRun, available: dict[str, tuple[str, int]], wall_s: float
+) -> dict[str, Any]:
     """The report of one replay run (``available``: the input bag's topics, types and counts)."""
     settings = state.settings
     dropped = {r: state.frame_drops[r] for r in DROPPED_REASONS}
@@ -194,8 +195,9 @@ def replay_report(options: ReplayOptions, state: ReplayRun,
         },
         "topics": {
             "inputs": dict(zip(INPUT_ROLES, state.input_names)),
-            "ground_truth": {role: getattr(options.topics, role) for role in GT_ROLES
-                             if role in state.gt_present},
+            "ground_truth": {
+                role: getattr(options.topics, role) for role in GT_ROLES if role in state.gt_present
+            },
             "in_bag": {t: {"type": typ, "messages": n} for t, (typ, n) in available.items()},
             "written": dict(state.writer.counts) if state.writer else {},
             "undecodable": dict(state.undecodable),
@@ -215,7 +217,8 @@ def replay_report(options: ReplayOptions, state: ReplayRun,
         "latency_ms": {k: latency_summary(v) for k, v in state.latency.items()},
         "throughput": {
             "processing_fps": state.processed / state.processing_s
-            if state.processing_s else math.nan,
+            if state.processing_s
+            else math.nan,
             "overall_fps": state.processed / wall_s if wall_s else math.nan,
             "wall_s": wall_s,
         },
@@ -283,8 +286,9 @@ def summary_table(report: Mapping[str, Any]) -> str:
             lines.append(f"  {kind}: " + ", ".join(f"{k} {n}" for k, n in reasons.items()))
     sync = {k: n for k, n in report["sync"]["dropped_messages"].items() if n}
     if sync:
-        lines.append("  synchroniser dropped messages: "
-                     + ", ".join(f"{k} {n}" for k, n in sync.items()))
+        lines.append(
+            "  synchroniser dropped messages: " + ", ".join(f"{k} {n}" for k, n in sync.items())
+        )
     if report.get("error"):
         lines.append(f"  STOPPED EARLY: {report['error']}")
 
