@@ -25,13 +25,13 @@ from stereo_semantic_ros.bagtools.make_bag import (
     synthetic_samples,
     write_bag,
 )
-from stereo_semantic_ros.bagtools.replay import (
+from stereo_semantic_ros.bagtools.replay import run_replay
+from stereo_semantic_ros.bagtools.replay_options import (
     DEFAULT_WEIGHTS,
     ReplayOptions,
     default_params_file,
     load_settings,
     print_warnings,
-    run_replay,
 )
 from stereo_semantic_ros.bagtools.report import summary_table
 from stereo_semantic_ros.ros.settings import resolve_weights

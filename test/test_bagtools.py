@@ -27,7 +27,6 @@ from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
 from stereo_semantic_ros.bagtools import messages as M
-from stereo_semantic_ros.bagtools import replay as replay_mod
 from stereo_semantic_ros.bagtools.bagio import BagWriter, storage_plugin
 from stereo_semantic_ros.bagtools.make_bag import (
     DEFAULT_FRAME_ID,
@@ -39,8 +38,13 @@ from stereo_semantic_ros.bagtools.make_bag import (
     write_bag,
 )
 from stereo_semantic_ros.bagtools.make_bag import main as make_bag_main
-from stereo_semantic_ros.bagtools.replay import ReplayOptions, load_settings, run_replay
 from stereo_semantic_ros.bagtools.replay import main as replay_main
+from stereo_semantic_ros.bagtools.replay import run_replay
+from stereo_semantic_ros.bagtools.replay_options import (
+    ReplayOptions,
+    default_params_file,
+    load_settings,
+)
 from stereo_semantic_ros.pipeline import StereoPipeline
 from stereo_semantic_ros.pointcloud import cloud_dtype
 from stereo_semantic_ros.ros.node_stats import format_stamp
@@ -595,7 +599,7 @@ def test_missing_weights_fall_back_to_untrained_with_a_warning(tmp_path: Path) -
     bad = write_params(tmp_path / "bad.yaml", queue_size=0)
     with pytest.raises(ValueError, match="queue_size"):
         load_settings(bad)
-    assert replay_mod.default_params_file().name == "esp_joint.yaml"
+    assert default_params_file().name == "esp_joint.yaml"
 
 
 # ------------------------------------------------------------------------ replay == live node

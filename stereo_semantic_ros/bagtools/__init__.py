@@ -4,7 +4,11 @@
   scenes or dataset samples -> a rosbag2 with rectified images, camera infos and ground truth.
 * :mod:`~stereo_semantic_ros.bagtools.replay` (``stereo-semantic-replay``): a rosbag2 through the
   node's synchroniser, pipeline and message builders -> a bag of the node's outputs, a report.
-* :mod:`~stereo_semantic_ros.bagtools.report`: accuracy, latency and the summary table.
+  Its parts: ``replay_options`` (what a replay is told), ``replay_input`` (the input bag's
+  topics and messages), ``replay_run`` (each message, as the node handles it), ``replay_frame``
+  (one synchronised set, as the node's worker), ``previews`` (PNG previews).
+* :mod:`~stereo_semantic_ros.bagtools.report`: accuracy, latency, ``report.json`` and the
+  summary table.
 * :mod:`~stereo_semantic_ros.bagtools.bagio`, :mod:`~stereo_semantic_ros.bagtools.messages`:
   opening/writing bags with clear errors; ``rosbags`` messages from arrays or rclpy messages.
 

@@ -1,20 +1,26 @@
-"""Replay figures: accuracy against a bag's ground truth, latency percentiles, the summary table.
+"""A replay's report: accuracy against a bag's ground truth, latency, ``report.json``, the table.
 
 Accuracy uses the accumulators of :mod:`stereo_semantic_ros.metrics`, pixel-weighted over all
 scored frames as ``stereo-semantic-eval`` reports them (disparity on every pixel with ground
 truth, depth on ground-truth depths up to :data:`~stereo_semantic_ros.evaluate.DEFAULT_MAX_DEPTH`,
-segmentation by confusion matrix). The printed table is made from the JSON report, rounding
-each figure to the decimals :data:`DECIMALS` gives, so the screen and ``report.json`` agree.
+segmentation by confusion matrix). :func:`replay_report` gathers one run's figures and counts
+into the report, :func:`write_report` writes it as strict JSON. The printed table is made from
+that report, rounding each figure to the decimals :data:`ACCURACY_ROWS` gives, so the screen and
+``report.json`` agree.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from stereo_semantic_ros.bagtools.replay_frame import DROPPED_REASONS, FAILED_REASONS
+from stereo_semantic_ros.bagtools.replay_options import GT_ROLES, INPUT_ROLES, ReplayOptions
 from stereo_semantic_ros.calibration import StereoCalibration
 from stereo_semantic_ros.labels import LabelSet
 from stereo_semantic_ros.metrics import (
@@ -23,6 +29,11 @@ from stereo_semantic_ros.metrics import (
     DisparityAccumulator,
     depth_metrics,
 )
+from stereo_semantic_ros.ros.settings import disparity_range
+from stereo_semantic_ros.sync import DROP_REASONS as SYNC_DROP_REASONS
+
+if TYPE_CHECKING:  # replay_run scores with this module's GroundTruthScores
+    from stereo_semantic_ros.bagtools.replay_run import ReplayRun
 
 MAX_DEPTH_M = 80.0
 """Ground-truth depths beyond this many metres are not scored (KITTI convention, as
@@ -145,6 +156,101 @@ class GroundTruthScores:
         return out
 
 
+# ---------------------------------------------------------------------------------- report.json
+
+
+def replay_report(
+    options: ReplayOptions, state: ReplayRun, available: dict[str, tuple[str, int]], wall_s: float
+) -> dict[str, Any]:
+    """The report of one replay run (``available``: the input bag's topics, types and counts)."""
+    settings = state.settings
+    dropped = {r: state.frame_drops[r] for r in DROPPED_REASONS}
+    failed = {r: state.frame_drops[r] for r in FAILED_REASONS}
+    sync_stats = state.sync.stats
+    out = Path(options.out)
+    return {
+        "bag": str(options.bag),
+        "storage": options.storage,
+        "output_bag": str(out / "bag"),
+        "report": str(out / "report.json"),
+        "params_file": str(options.params_file) if options.params_file else None,
+        "warnings": list(options.warnings),
+        "error": state.error,
+        "model": {
+            "architecture": settings.architecture,
+            "weights": str(settings.weights_path() or "untrained (random weights)"),
+            "device": str(state.pipeline.device),
+            "precision": state.pipeline.precision,
+            "label_set": state.pipeline.label_set.name,
+            "max_disparity_px": disparity_range(state.pipeline),
+            "input_scale": settings.input_scale,
+        },
+        "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__},
+        "sync": {
+            "description": settings.sync_description(),
+            "received_messages": {
+                name: sync_stats[f"received_{i}"] for i, name in enumerate(state.input_names)
+            },
+            "dropped_messages": {r: sync_stats[f"dropped_{r}"] for r in SYNC_DROP_REASONS},
+        },
+        "topics": {
+            "inputs": dict(zip(INPUT_ROLES, state.input_names)),
+            "ground_truth": {
+                role: getattr(options.topics, role) for role in GT_ROLES if role in state.gt_present
+            },
+            "in_bag": {t: {"type": typ, "messages": n} for t, (typ, n) in available.items()},
+            "written": dict(state.writer.counts) if state.writer else {},
+            "undecodable": dict(state.undecodable),
+        },
+        "frames": {
+            "left_images": state.left_images,
+            "paired": state.paired,
+            "processed": state.processed,
+            "dropped": dropped,
+            "dropped_total": sum(dropped.values()),
+            "failed": failed,
+            "failed_total": sum(failed.values()),
+            "unprocessed_at_stop": state.unprocessed + len(state.pending),
+        },
+        "drops": state.drop_log,
+        "accuracy": state.scores.summary(),
+        "latency_ms": {k: latency_summary(v) for k, v in state.latency.items()},
+        "throughput": {
+            "processing_fps": state.processed / state.processing_s
+            if state.processing_s
+            else math.nan,
+            "overall_fps": state.processed / wall_s if wall_s else math.nan,
+            "wall_s": wall_s,
+        },
+        "previews": state.previews,
+        "per_frame": state.per_frame,
+    }
+
+
+def write_report(path: Path, report: Mapping[str, Any]) -> None:
+    """``report`` as strict JSON (NaN as null), so any JSON reader takes it."""
+    path.write_text(json.dumps(_jsonable(report), indent=2) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    """NaN/inf -> None (strict JSON), numpy scalars -> Python numbers, tuples -> lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+# ------------------------------------------------------------------------------- summary table
+
+
 def lookup(tree: Mapping[str, Any] | None, path: Sequence[str]) -> Any:
     """``tree[path[0]][path[1]]...`` or None where a key is missing."""
     node: Any = tree
@@ -180,8 +286,9 @@ def summary_table(report: Mapping[str, Any]) -> str:
             lines.append(f"  {kind}: " + ", ".join(f"{k} {n}" for k, n in reasons.items()))
     sync = {k: n for k, n in report["sync"]["dropped_messages"].items() if n}
     if sync:
-        lines.append("  synchroniser dropped messages: "
-                     + ", ".join(f"{k} {n}" for k, n in sync.items()))
+        lines.append(
+            "  synchroniser dropped messages: " + ", ".join(f"{k} {n}" for k, n in sync.items())
+        )
     if report.get("error"):
         lines.append(f"  STOPPED EARLY: {report['error']}")
 

@@ -1,0 +1,364 @@
+"""The offline replay loop: each message of the bag, in receive-time order, as the node handles it.
+
+:class:`ReplayRun` holds one replay's state; :meth:`ReplayRun.handle` takes one message:
+
+1. Every message of a copied topic (:class:`~stereo_semantic_ros.bagtools.replay_input.TopicRoles`)
+   is written to the output bag as it is, at its receive time.
+2. The four inputs go through :class:`stereo_semantic_ros.sync.Synchronizer` with the parameter
+   file's ``approximate_sync``, ``sync_slop`` and ``queue_size``, newest-wins, as the node's
+   built-in synchroniser. A stamp more than 1 s older than the last set resets it (bag loop).
+3. Every left/right image that leaves the synchroniser without a set is a dropped frame, with
+   the node's reasons (:class:`~stereo_semantic_ros.ros.sync_drops.SyncDropClassifier`).
+4. A set waits for its ground truth (same stamp as the left image) at most 1 s of bag time, then
+   goes through :func:`~stereo_semantic_ros.bagtools.replay_frame.process_set`; its messages are
+   written at the left image's receive time, it is scored against the ground truth
+   (:class:`~stereo_semantic_ros.bagtools.report.GroundTruthScores`) and, if planned, previewed.
+5. A ``/diagnostics`` summary, with the node's key names, is written once per second of bag time
+   and at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stereo_semantic_ros.bagtools import messages as M
+from stereo_semantic_ros.bagtools.bagio import BagWriter, connection_definition
+from stereo_semantic_ros.bagtools.previews import save_previews
+from stereo_semantic_ros.bagtools.replay_frame import (
+    DROPPED_REASONS,
+    FAILED_REASONS,
+    FrameOutcome,
+    process_set,
+)
+from stereo_semantic_ros.bagtools.replay_input import TopicRoles
+from stereo_semantic_ros.bagtools.replay_options import GT_ROLES, ReplayOptions
+from stereo_semantic_ros.bagtools.report import GroundTruthScores, latency_summary
+from stereo_semantic_ros.pipeline import StereoPipeline
+from stereo_semantic_ros.ros.conversions import image_to_array, stamp_to_ns
+from stereo_semantic_ros.ros.node_stats import DROP_REASONS, format_stamp
+from stereo_semantic_ros.ros.settings import NODE_NAME, disparity_range
+from stereo_semantic_ros.ros.sync_drops import LEFT, SyncDropClassifier
+from stereo_semantic_ros.sync import Synchronizer
+
+JUMP_BACK_NS = 1_000_000_000
+"""As the node: an input stamp this much older than the last set resets the synchroniser."""
+GT_WAIT_NS = 1_000_000_000
+"""A synchronised set waits at most this much bag time for its ground-truth messages."""
+DIAGNOSTICS_PERIOD_NS = 1_000_000_000
+
+
+class ReplayRun:
+    """State of one replay run (see :func:`stereo_semantic_ros.bagtools.replay.run_replay`)."""
+
+    def __init__(self, options: ReplayOptions, pipeline: StereoPipeline) -> None:
+        self.o = options
+        self.pipeline = pipeline
+        self.settings = options.settings
+        self.topics = self.settings.enabled_topics()
+        self.input_names = options.topics.inputs()
+        self.roles = TopicRoles.of(options.topics)
+        self.frame_drops = dict.fromkeys(DROP_REASONS, 0)
+        self._dropped_stamps: set[int] = set()
+        self.drop_log: list[dict[str, Any]] = []
+        self.per_frame: list[dict[str, Any]] = []
+        self.undecodable: dict[str, int] = {}
+        self.left_images = 0
+        self.paired = 0
+        self.processed = 0
+        self.latency = {"pipeline_total": [], "network": [], "end_to_end": []}
+        self.processing_s = 0.0
+        self.pending: deque[tuple[tuple[Any, ...], int]] = deque()  # (set, log time)
+        self.gt: dict[str, dict[int, Any]] = {role: {} for role in GT_ROLES}
+        self.gt_present: set[str] = set()
+        self.scores = GroundTruthScores(pipeline.label_set)
+        self.previews: list[str] = []
+        self.preview_plan: set[int] = set()
+        self.last_set_stamp: int | None = None
+        self.last_diag_ns: int | None = None
+        self.now_ns = 0
+        self.writer: BagWriter | None = None
+        self.classifier = SyncDropClassifier(
+            self.input_names,
+            self.drop_frame,
+            approximate=self.settings.approximate_sync,
+            slop=self.settings.sync_slop,
+            queue_size=self.settings.queue_size,
+        )
+        self.sync = Synchronizer(
+            4,
+            self.on_set,
+            queue_size=self.settings.queue_size,
+            slop=self.settings.sync_slop,
+            approximate=self.settings.approximate_sync,
+            on_drop=self.classifier,
+        )
+        self._arrival_ns = 0  # receive time of the message that completed the newest set
+        self.unprocessed = 0
+        self.error: str | None = None
+
+    # -- book-keeping --------------------------------------------------------------------------
+
+    def drop_frame(self, reason: str, stamp: int | None, detail: str) -> None:
+        """Count a frame once (several of its messages may be dropped), like DropCounter."""
+        if stamp is not None:
+            if stamp in self._dropped_stamps:
+                return
+            self._dropped_stamps.add(stamp)
+        self.frame_drops[reason] += 1
+        entry = {"stamp": format_stamp(stamp), "reason": reason, "detail": detail}
+        self.drop_log.append(entry)
+        if reason in FAILED_REASONS:
+            self.per_frame.append({"stamp": entry["stamp"], "status": reason, "detail": detail})
+
+    def out_topic(self, topic: str) -> str:
+        ns = self.o.namespace.strip("/")
+        return f"/{ns}/{topic}" if ns else f"/{topic}"
+
+    def bag_damaged(self, exc: Exception) -> None:
+        """The input bag's remaining messages cannot be read: the run ends with an error."""
+        self.error = (
+            f"reading the bag failed after {self.left_images} left images "
+            f"({type(exc).__name__}: {exc}); the bag is corrupt or truncated. Everything "
+            "before that point was replayed and written"
+        )
+
+    @property
+    def failed_total(self) -> int:
+        return sum(self.frame_drops[r] for r in FAILED_REASONS)
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.frame_drops[r] for r in DROPPED_REASONS)
+
+    @property
+    def processed_or_failed(self) -> int:
+        return self.processed + self.failed_total
+
+    @property
+    def handled(self) -> int:
+        """Frames with a fate: processed, failed or dropped (the progress bar)."""
+        return self.processed + self.failed_total + self.dropped_total
+
+    # -- input side ----------------------------------------------------------------------------
+
+    def handle(self, reader: Any, conn: Any, log_ns: int, raw: bytes) -> None:
+        """One message of the input bag (``reader`` deserialises it)."""
+        assert self.writer is not None
+        self.now_ns = log_ns
+        msgdef, digest = connection_definition(conn)
+        self.writer.write_raw(conn.topic, conn.msgtype, raw, log_ns, msgdef, digest)
+        if self.roles.decoded(conn.topic):
+            msg = self.decode(reader, conn, raw, log_ns)
+            if msg is None:
+                pass
+            elif conn.topic in self.roles.inputs:
+                self.offer(self.roles.inputs[conn.topic], msg, log_ns)
+            else:
+                self.add_ground_truth(self.roles.ground_truth[conn.topic], msg)
+            self.process_pending()
+        self.maybe_diagnostics(log_ns)
+
+    def end_of_bag(self) -> None:
+        """Images still waiting for partners when the bag ends are lost frames, as live."""
+        self.classifier.count_resets = True
+        self.sync.reset()
+
+    def decode(self, reader: Any, conn: Any, raw: bytes, log_ns: int) -> Any:
+        """The message, or None (counted) when it does not decode."""
+        try:
+            return reader.deserialize(raw, conn.msgtype)
+        except Exception as exc:  # noqa: BLE001 - one undecodable message is skipped
+            self.undecodable[conn.topic] = self.undecodable.get(conn.topic, 0) + 1
+            print(
+                f"replay: cannot decode a {conn.msgtype} on {conn.topic} at bag time "
+                f"{format_stamp(log_ns)}: {exc}",
+                file=sys.stderr,
+            )
+            return None
+
+    def offer(self, index: int, msg: Any, log_ns: int) -> None:
+        stamp = stamp_to_ns(msg.header.stamp)
+        if self.last_set_stamp is not None and stamp < self.last_set_stamp - JUMP_BACK_NS:
+            print(
+                f"replay: {self.input_names[index]} stamp {format_stamp(stamp)} is "
+                f"{(self.last_set_stamp - stamp) / 1e9:.3f} s older than the last set (bag "
+                "loop?): resetting the synchroniser",
+                file=sys.stderr,
+            )
+            self.last_set_stamp = None
+            self.sync.reset()
+        if index == LEFT:
+            self.left_images += 1
+        self.classifier.seen_message(index, stamp)
+        self._arrival_ns = log_ns
+        self.sync.add(index, msg, stamp)
+
+    def on_set(self, left: Any, right: Any, left_info: Any, right_info: Any) -> None:
+        stamp = stamp_to_ns(left.header.stamp)
+        if self.last_set_stamp is not None and stamp <= self.last_set_stamp:
+            self.drop_frame("stale_stamp", stamp, "set is not newer than the last processed one")
+            return
+        self.last_set_stamp = stamp
+        self.paired += 1
+        self.pending.append(((left, right, left_info, right_info), self._arrival_ns))
+
+    def add_ground_truth(self, role: str, msg: Any) -> None:
+        self.gt[role][stamp_to_ns(msg.header.stamp)] = msg
+
+    def ready(self, stamp: int, log_ns: int, final: bool) -> bool:
+        if final or self.now_ns - log_ns > GT_WAIT_NS:
+            return True
+        return all(stamp in self.gt[role] for role in self.gt_present)
+
+    def process_pending(self, final: bool = False) -> None:
+        while self.pending and not self.o.max_frames_reached(self.processed_or_failed):
+            msgs, log_ns = self.pending[0]
+            stamp = stamp_to_ns(msgs[0].header.stamp)
+            if not self.ready(stamp, log_ns, final):
+                return
+            self.pending.popleft()
+            self.process(msgs, log_ns)
+        if final:
+            self.unprocessed += len(self.pending)  # left over when --max-frames stopped us
+            self.pending.clear()
+
+    # -- processing ----------------------------------------------------------------------------
+
+    def process(self, msgs: tuple[Any, ...], log_ns: int) -> None:
+        t0 = time.perf_counter()
+        stamp = stamp_to_ns(msgs[0].header.stamp)
+        gt_disp_msg = self.gt["gt_disparity"].pop(stamp, None)
+        gt_label_msg = self.gt["gt_labels"].pop(stamp, None)
+        for by_stamp in self.gt.values():  # ground truth of older (dropped) frames is not needed
+            for old in [s for s in by_stamp if s < stamp]:
+                del by_stamp[old]
+        extra = set()
+        if gt_disp_msg is not None:
+            extra.add("disparity")
+        if gt_label_msg is not None:
+            extra.add("labels")
+        try:
+            outcome = process_set(self.pipeline, self.settings, self.topics, extra, *msgs)
+        except Exception as exc:  # noqa: BLE001 - the node's worker survives any one frame too
+            outcome = FrameOutcome(
+                stamp, failure=("pipeline_error", f"{type(exc).__name__}: {exc}")
+            )
+        if outcome.failure is not None:
+            self.drop_frame(outcome.failure[0], stamp, outcome.failure[1])
+            return
+        assert self.writer is not None
+        for topic, msg in outcome.messages.items():
+            self.writer.write(self.out_topic(topic), msg, log_ns)
+        t1 = time.perf_counter()
+        result = outcome.result
+        self.processed += 1
+        self.processing_s += t1 - t0
+        self.latency["pipeline_total"].append(result.timings_ms.get("total", math.nan))
+        self.latency["network"].append(result.timings_ms.get("network", math.nan))
+        self.latency["end_to_end"].append((t1 - t0) * 1e3)
+        frame: dict[str, Any] = {
+            "stamp": format_stamp(stamp),
+            "status": "ok",
+            "latency_ms": {
+                "pipeline_total": result.timings_ms.get("total"),
+                "network": result.timings_ms.get("network"),
+                "end_to_end": (t1 - t0) * 1e3,
+            },
+        }
+        try:
+            frame["metrics"] = self.score(outcome, gt_disp_msg, gt_label_msg)
+        except ValueError as exc:
+            frame["metrics"] = {}
+            frame["ground_truth_error"] = str(exc)
+        self.per_frame.append(frame)
+        if (self.processed - 1) in self.preview_plan:
+            paths = save_previews(
+                Path(self.o.out) / "previews",
+                self.processed - 1,
+                self.pipeline,
+                outcome,
+                gt_disp_msg,
+                gt_label_msg,
+            )
+            frame["previews"] = paths
+            self.previews.extend(paths)
+
+    def score(self, outcome: FrameOutcome, gt_disp_msg: Any, gt_label_msg: Any) -> dict:
+        if gt_disp_msg is None and gt_label_msg is None:
+            return {}
+        gt_disp = gt_valid = gt_labels = None
+        if gt_disp_msg is not None:
+            gt_disp = image_to_array(gt_disp_msg.image).astype(np.float32)
+            with np.errstate(invalid="ignore"):
+                gt_valid = np.isfinite(gt_disp) & (gt_disp >= gt_disp_msg.min_disparity)
+        if gt_label_msg is not None:
+            gt_labels = image_to_array(gt_label_msg)
+            if gt_labels.ndim != 2 or gt_labels.dtype != np.uint8:
+                raise ValueError(
+                    f"ground-truth labels must be mono8/8UC1, got {gt_label_msg.encoding}"
+                )
+        result = outcome.result
+        return self.scores.update(
+            outcome.calib, result.disparity, result.labels, gt_disp, gt_valid, gt_labels
+        )
+
+    # -- diagnostics ---------------------------------------------------------------------------
+
+    def diagnostics(self, stamp_ns: int) -> Any:
+        """A diagnostic_msgs/DiagnosticArray with the node's key names where they apply."""
+        ts = M.typestore()
+        kv = ts.types["diagnostic_msgs/msg/KeyValue"]
+        lat = {k: latency_summary(v) for k, v in self.latency.items()}
+        values = [
+            ("device", str(self.pipeline.device)),
+            ("precision", self.pipeline.precision),
+            ("architecture", self.settings.architecture),
+            ("weights", str(self.settings.weights_path() or "untrained (random weights)")),
+            ("label_set", self.pipeline.label_set.name),
+            ("max_disparity_px", f"{disparity_range(self.pipeline):g}"),
+            ("input_scale", f"{self.settings.input_scale:g}"),
+            ("sync", f"{self.settings.sync_description()} (stereo_semantic_ros.sync, replay)"),
+            ("inference_ms_mean", f"{lat['network']['mean']:.2f}"),
+            ("inference_ms_p90", f"{lat['network']['p90']:.2f}"),
+            ("pipeline_ms_mean", f"{lat['pipeline_total']['mean']:.2f}"),
+            ("pipeline_ms_p90", f"{lat['pipeline_total']['p90']:.2f}"),
+            ("end_to_end_ms_mean", f"{lat['end_to_end']['mean']:.2f}"),
+            ("end_to_end_ms_p90", f"{lat['end_to_end']['p90']:.2f}"),
+            ("frames_received", self.left_images),
+            ("sets_synchronised", self.paired),
+            ("frames_published", self.processed),
+            ("dropped_total", sum(self.frame_drops.values())),
+            *((f"dropped_{r}", n) for r, n in self.frame_drops.items()),
+            *((f"sync_{k}", n) for k, n in self.sync.stats.items()),
+        ]
+        drops = sum(self.frame_drops.values())
+        untrained = self.settings.weights_path() is None
+        level = 1 if drops or untrained else 0
+        problems = (["untrained weights"] if untrained else []) + (
+            [f"{drops} frame(s) dropped so far"] if drops else []
+        )
+        status = ts.types["diagnostic_msgs/msg/DiagnosticStatus"](
+            level=level,
+            name=f"{NODE_NAME}: stereo pipeline",
+            message="; ".join(["rosbag replay", *problems]),
+            hardware_id=str(self.pipeline.device),
+            values=[kv(key=k, value=str(v)) for k, v in values],
+        )
+        return ts.types[M.DIAGNOSTIC_ARRAY](header=M.header(stamp_ns, ""), status=[status])
+
+    def maybe_diagnostics(self, log_ns: int, final: bool = False) -> None:
+        """Every second of bag time (the node: every second), and once at the end."""
+        if self.writer is None or self.writer.closed:
+            return
+        if self.last_diag_ns is None:
+            self.last_diag_ns = log_ns
+        if final or log_ns - self.last_diag_ns >= DIAGNOSTICS_PERIOD_NS:
+            self.writer.write("/diagnostics", self.diagnostics(log_ns), log_ns)
+            self.last_diag_ns = log_ns
