@@ -35,11 +35,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 test: $(STAMP)
 	@rc=0; \
 	echo "ruff check $(RUFF_ARGS)"; $(VENV)/bin/ruff check $(RUFF_ARGS) || rc=1; \
+	$(VENV)/bin/ruff format --check $(RUFF_ARGS) || rc=1; \
 	$(RUN) $(VPY) -m pytest -q $(PYTEST_ARGS) || rc=1; \
 	exit $$rc
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(RUFF_ARGS)
+	$(VENV)/bin/ruff format --check $(RUFF_ARGS)
 
 pytest: $(STAMP)
 	$(RUN) $(VPY) -m pytest -q $(PYTEST_ARGS)

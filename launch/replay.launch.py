@@ -62,20 +62,36 @@ def _record(context):
     """``ros2 bag record`` of the outputs, with the namespace resolved now."""
     ns = LaunchConfiguration("namespace").perform(context).strip("/")
     topics = [f"/{ns}/{t}" if ns else f"/{t}" for t in OUTPUTS] + [DIAGNOSTICS]
-    cmd = ["ros2", "bag", "record", "--use-sim-time",
-           "--storage", LaunchConfiguration("storage").perform(context)]
+    cmd = [
+        "ros2",
+        "bag",
+        "record",
+        "--use-sim-time",
+        "--storage",
+        LaunchConfiguration("storage").perform(context),
+    ]
     output_dir = LaunchConfiguration("output_dir").perform(context)
     if output_dir:
         cmd += ["--output", output_dir]
-    return [ExecuteProcess(cmd=cmd + topics, output="screen",
-                           condition=IfCondition(LaunchConfiguration("record")))]
+    return [
+        ExecuteProcess(
+            cmd=cmd + topics, output="screen", condition=IfCondition(LaunchConfiguration("record"))
+        )
+    ]
 
 
 def generate_launch_description():
     share = get_package_share_directory(PACKAGE)
     play = ExecuteProcess(
-        cmd=["ros2", "bag", "play", LaunchConfiguration("bag"), "--clock",
-             "--rate", LaunchConfiguration("rate")],
+        cmd=[
+            "ros2",
+            "bag",
+            "play",
+            LaunchConfiguration("bag"),
+            "--clock",
+            "--rate",
+            LaunchConfiguration("rate"),
+        ],
         output="screen",
     )
     node = IncludeLaunchDescription(
@@ -83,36 +99,38 @@ def generate_launch_description():
         launch_arguments=[(name, LaunchConfiguration(name)) for name in FORWARDED]
         + [("use_sim_time", "true")],
     )
-    return LaunchDescription([
-        DeclareLaunchArgument("bag", description="rosbag2 to play (directory or file)"),
-        DeclareLaunchArgument(
-            "params_file",
-            default_value=os.path.join(share, *PARAMS_FILE),
-            description="ROS 2 parameter file of the node",
-        ),
-        DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
-        DeclareLaunchArgument("rviz", default_value="false", description="start RViz too"),
-        DeclareLaunchArgument(
-            "device", default_value="", description="'' keeps the parameter file's device"
-        ),
-        DeclareLaunchArgument("rate", default_value="1.0", description="playback rate"),
-        DeclareLaunchArgument(
-            "play_delay",
-            default_value="5.0",
-            description="seconds to wait before playing, so the node and recorder are up",
-        ),
-        DeclareLaunchArgument("record", default_value="true", description="record the outputs"),
-        DeclareLaunchArgument(
-            "output_dir",
-            default_value="",
-            description="bag directory for the recorded outputs ('' = ros2 bag's default name)",
-        ),
-        DeclareLaunchArgument("storage", default_value="mcap", description="mcap or sqlite3"),
-        *(
-            DeclareLaunchArgument(arg, default_value=topic, description=f"input topic {arg}")
-            for arg, topic in INPUT_DEFAULTS.items()
-        ),
-        node,
-        OpaqueFunction(function=_record),
-        TimerAction(period=LaunchConfiguration("play_delay"), actions=[play]),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("bag", description="rosbag2 to play (directory or file)"),
+            DeclareLaunchArgument(
+                "params_file",
+                default_value=os.path.join(share, *PARAMS_FILE),
+                description="ROS 2 parameter file of the node",
+            ),
+            DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
+            DeclareLaunchArgument("rviz", default_value="false", description="start RViz too"),
+            DeclareLaunchArgument(
+                "device", default_value="", description="'' keeps the parameter file's device"
+            ),
+            DeclareLaunchArgument("rate", default_value="1.0", description="playback rate"),
+            DeclareLaunchArgument(
+                "play_delay",
+                default_value="5.0",
+                description="seconds to wait before playing, so the node and recorder are up",
+            ),
+            DeclareLaunchArgument("record", default_value="true", description="record the outputs"),
+            DeclareLaunchArgument(
+                "output_dir",
+                default_value="",
+                description="bag directory for the recorded outputs ('' = ros2 bag's default name)",
+            ),
+            DeclareLaunchArgument("storage", default_value="mcap", description="mcap or sqlite3"),
+            *(
+                DeclareLaunchArgument(arg, default_value=topic, description=f"input topic {arg}")
+                for arg, topic in INPUT_DEFAULTS.items()
+            ),
+            node,
+            OpaqueFunction(function=_record),
+            TimerAction(period=LaunchConfiguration("play_delay"), actions=[play]),
+        ]
+    )

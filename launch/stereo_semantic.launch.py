@@ -95,36 +95,38 @@ def _actions(context):
 
 def generate_launch_description():
     share = get_package_share_directory(PACKAGE)
-    return LaunchDescription([
-        DeclareLaunchArgument(
-            "params_file",
-            default_value=os.path.join(share, *PARAMS_FILE),
-            description="ROS 2 parameter file of the node (one per architecture in config/)",
-        ),
-        DeclareLaunchArgument(
-            "namespace", default_value="", description="namespace of the node and RViz"
-        ),
-        DeclareLaunchArgument(
-            "use_sim_time",
-            default_value="false",
-            description="use /clock (true when playing a bag with --clock)",
-        ),
-        DeclareLaunchArgument("rviz", default_value="false", description="start RViz too"),
-        DeclareLaunchArgument(
-            "rviz_config",
-            default_value=os.path.join(share, *RVIZ_CONFIG),
-            description="RViz configuration",
-        ),
-        DeclareLaunchArgument(
-            "device",
-            default_value="",
-            description="auto | cpu | cuda | cuda:N; '' keeps the parameter file's value",
-        ),
-        *(
+    return LaunchDescription(
+        [
             DeclareLaunchArgument(
-                arg, default_value=topic, description=f"topic the node reads as {topic}"
-            )
-            for arg, topic in INPUTS.items()
-        ),
-        OpaqueFunction(function=_actions),
-    ])
+                "params_file",
+                default_value=os.path.join(share, *PARAMS_FILE),
+                description="ROS 2 parameter file of the node (one per architecture in config/)",
+            ),
+            DeclareLaunchArgument(
+                "namespace", default_value="", description="namespace of the node and RViz"
+            ),
+            DeclareLaunchArgument(
+                "use_sim_time",
+                default_value="false",
+                description="use /clock (true when playing a bag with --clock)",
+            ),
+            DeclareLaunchArgument("rviz", default_value="false", description="start RViz too"),
+            DeclareLaunchArgument(
+                "rviz_config",
+                default_value=os.path.join(share, *RVIZ_CONFIG),
+                description="RViz configuration",
+            ),
+            DeclareLaunchArgument(
+                "device",
+                default_value="",
+                description="auto | cpu | cuda | cuda:N; '' keeps the parameter file's value",
+            ),
+            *(
+                DeclareLaunchArgument(
+                    arg, default_value=topic, description=f"topic the node reads as {topic}"
+                )
+                for arg, topic in INPUTS.items()
+            ),
+            OpaqueFunction(function=_actions),
+        ]
+    )

@@ -303,14 +303,22 @@ class Augmentor:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
     @classmethod
-    def for_training(
-        cls, crop_size: tuple[int, int] | None, rng: np.random.Generator
-    ) -> Augmentor:
+    def for_training(cls, crop_size: tuple[int, int] | None, rng: np.random.Generator) -> Augmentor:
         """The package's training defaults: every operation of the paper, moderately."""
         return cls(
-            rng=rng, crop_size=crop_size, min_scale=0.8, max_scale=1.25, scale_prob=0.8,
-            mirror_prob=0.5, noise_std=4.0, brightness=20.0, contrast=0.2, gamma=0.2,
-            color=0.1, asymmetric=0.02, photometric_prob=0.9,
+            rng=rng,
+            crop_size=crop_size,
+            min_scale=0.8,
+            max_scale=1.25,
+            scale_prob=0.8,
+            mirror_prob=0.5,
+            noise_std=4.0,
+            brightness=20.0,
+            contrast=0.2,
+            gamma=0.2,
+            color=0.1,
+            asymmetric=0.02,
+            photometric_prob=0.9,
         )
 
     def reseed(self, seed: int) -> None:

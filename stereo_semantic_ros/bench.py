@@ -92,11 +92,17 @@ def bench_one(
         return float(np.percentile(values, 90))
 
     return BenchRow(
-        device=str(dev), precision=pipe.precision, size=f"{w}x{h}",
-        max_disparity=pipe.max_disparity, parameters=count_parameters(pipe.model),
-        network_ms_median=statistics.median(net_ms), network_ms_p90=p90(net_ms),
-        pipeline_ms_median=statistics.median(total_ms), pipeline_ms_p90=p90(total_ms),
-        peak_memory_mb=peak, memory_kind=kind,
+        device=str(dev),
+        precision=pipe.precision,
+        size=f"{w}x{h}",
+        max_disparity=pipe.max_disparity,
+        parameters=count_parameters(pipe.model),
+        network_ms_median=statistics.median(net_ms),
+        network_ms_p90=p90(net_ms),
+        pipeline_ms_median=statistics.median(total_ms),
+        pipeline_ms_p90=p90(total_ms),
+        peak_memory_mb=peak,
+        memory_kind=kind,
     )
 
 
@@ -121,16 +127,34 @@ def main(argv: list[str] | None = None) -> int:
         prog="stereo-semantic-bench", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--weights", default="", help="checkpoint; default: untrained esp_joint")
-    parser.add_argument("--devices", default="auto",
-                        help="comma list of cpu, cuda, cuda:N; auto = cuda (if any) and cpu")
-    parser.add_argument("--precisions", default="fp32,fp16,bf16",
-                        help="comma list; half precisions are benchmarked on CUDA only")
-    parser.add_argument("--size", type=_parse_size, default=(1242, 375),
-                        help="WIDTHxHEIGHT on CUDA (default KITTI 1242x375)")
-    parser.add_argument("--cpu-size", type=_parse_size, default=(384, 128),
-                        help="WIDTHxHEIGHT on the CPU (default: the demo's input size)")
-    parser.add_argument("--max-disparity", type=int, default=192,
-                        help="for the untrained network on CUDA (the CPU uses --cpu-max-disparity)")
+    parser.add_argument(
+        "--devices",
+        default="auto",
+        help="comma list of cpu, cuda, cuda:N; auto = cuda (if any) and cpu",
+    )
+    parser.add_argument(
+        "--precisions",
+        default="fp32,fp16,bf16",
+        help="comma list; half precisions are benchmarked on CUDA only",
+    )
+    parser.add_argument(
+        "--size",
+        type=_parse_size,
+        default=(1242, 375),
+        help="WIDTHxHEIGHT on CUDA (default KITTI 1242x375)",
+    )
+    parser.add_argument(
+        "--cpu-size",
+        type=_parse_size,
+        default=(384, 128),
+        help="WIDTHxHEIGHT on the CPU (default: the demo's input size)",
+    )
+    parser.add_argument(
+        "--max-disparity",
+        type=int,
+        default=192,
+        help="for the untrained network on CUDA (the CPU uses --cpu-max-disparity)",
+    )
     parser.add_argument("--cpu-max-disparity", type=int, default=64)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--cpu-runs", type=int, default=10)
@@ -163,8 +187,10 @@ def main(argv: list[str] | None = None) -> int:
             if not on_cpu:
                 torch.cuda.empty_cache()
     print()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
-          + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+        + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
+    )
     print(format_table(rows))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))

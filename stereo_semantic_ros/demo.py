@@ -69,19 +69,34 @@ def build_parser() -> argparse.ArgumentParser:
         "accuracy, latency and throughput (no GPU, no ROS install needed).",
     )
     p.add_argument("--bag", type=Path, help="replay this bag instead of making one")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                   help=f"output directory (default: {DEFAULT_OUT}); replaced on each run")
-    p.add_argument("--count", type=int, default=DEFAULT_COUNT,
-                   help=f"frames in the synthetic bag (default: {DEFAULT_COUNT})")
-    p.add_argument("--width", type=int, help="synthetic image width (default: the weights' "
-                   "training width)")
-    p.add_argument("--height", type=int, help="synthetic image height (default: the weights' "
-                   "training height)")
-    p.add_argument("--weights", default=DEFAULT_WEIGHTS,
-                   help=f"checkpoint (default: the shipped models/{DEFAULT_WEIGHTS}); 'none' = "
-                   "untrained")
-    p.add_argument("--params", type=Path, help="node parameter file (default: the package's "
-                   "config/esp_joint.yaml)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"output directory (default: {DEFAULT_OUT}); replaced on each run",
+    )
+    p.add_argument(
+        "--count",
+        type=int,
+        default=DEFAULT_COUNT,
+        help=f"frames in the synthetic bag (default: {DEFAULT_COUNT})",
+    )
+    p.add_argument(
+        "--width", type=int, help="synthetic image width (default: the weights' training width)"
+    )
+    p.add_argument(
+        "--height", type=int, help="synthetic image height (default: the weights' training height)"
+    )
+    p.add_argument(
+        "--weights",
+        default=DEFAULT_WEIGHTS,
+        help=f"checkpoint (default: the shipped models/{DEFAULT_WEIGHTS}); 'none' = untrained",
+    )
+    p.add_argument(
+        "--params",
+        type=Path,
+        help="node parameter file (default: the package's config/esp_joint.yaml)",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -102,17 +117,27 @@ def main(argv: list[str] | None = None) -> int:
         if bag is None:
             width, height = training_size(resolve_weights(settings.weights))
             width, height = args.width or width, args.height or height
-            print(f"demo: writing a {args.count}-frame synthetic bag at {width}x{height} ...",
-                  file=sys.stderr)
+            print(
+                f"demo: writing a {args.count}-frame synthetic bag at {width}x{height} ...",
+                file=sys.stderr,
+            )
             summary = write_bag(
-                synthetic_samples(width, height), out / "bag", count=args.count,
-                overwrite=True, progress=not args.no_progress,
+                synthetic_samples(width, height),
+                out / "bag",
+                count=args.count,
+                overwrite=True,
+                progress=not args.no_progress,
             )
             print(format_summary(summary), file=sys.stderr)
             bag = summary.path
         options = ReplayOptions(
-            bag=Path(bag), out=out / "replay", settings=settings, params_file=params,
-            overwrite=True, progress=not args.no_progress, warnings=warnings,
+            bag=Path(bag),
+            out=out / "replay",
+            settings=settings,
+            params_file=params,
+            overwrite=True,
+            progress=not args.no_progress,
+            warnings=warnings,
         )
         report = run_replay(options)
     except KeyboardInterrupt:
@@ -124,12 +149,16 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(summary_table(report))
     print()
-    print(f"output bag: {report['output_bag']}  (ros2 bag play {report['output_bag']}, or open "
-          "it in Foxglove)")
+    print(
+        f"output bag: {report['output_bag']}  (ros2 bag play {report['output_bag']}, or open "
+        "it in Foxglove)"
+    )
     print(f"report:     {report['report']}")
     if report["previews"]:
-        print(f"pictures:   {Path(report['previews'][0]).parent}/ "
-              f"({len(report['previews'])} PNGs: left, disparity, semantic, ground truth)")
+        print(
+            f"pictures:   {Path(report['previews'][0]).parent}/ "
+            f"({len(report['previews'])} PNGs: left, disparity, semantic, ground truth)"
+        )
     if report["warnings"]:
         print("WARNING: " + "; ".join(report["warnings"]))
     print(f"demo finished in {time.perf_counter() - t0:.1f} s")

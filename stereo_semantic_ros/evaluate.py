@@ -196,9 +196,7 @@ class _MethodState:
                 else None
             ),
             "density": (
-                100.0 * self.dense_pixels / self.scored_pixels
-                if self.scored_pixels
-                else math.nan
+                100.0 * self.dense_pixels / self.scored_pixels if self.scored_pixels else math.nan
             ),
             "segmentation": (
                 None if self.confusion is None else self.confusion.to_dict(label_set.names)
@@ -441,8 +439,13 @@ def main_table_rows(report: Mapping[str, Any]) -> tuple[list[str], dict[str, lis
     """(column headers, {method: formatted cells}) of the headline table of ``metrics.md``."""
     headers = ["Method"]
     for region in ("NOC", "All"):
-        headers += [f"EPE {region}", f"bad-1 {region}", f"bad-2 {region}", f"bad-3 {region}",
-                    f"D1 {region}"]
+        headers += [
+            f"EPE {region}",
+            f"bad-1 {region}",
+            f"bad-2 {region}",
+            f"bad-3 {region}",
+            f"D1 {region}",
+        ]
     headers += ["mIoU", "G", "C", "density", "ms/img"]
     rows: dict[str, list[str]] = {}
     for name, m in report["methods"].items():
@@ -508,8 +511,16 @@ def markdown_report(report: Mapping[str, Any], title: str = "Evaluation") -> str
         "",
     ]
     depth_headers = [
-        "Method", "δ<1.25 (%)", "δ<1.25² (%)", "δ<1.25³ (%)", "AbsRel", "SqRel", "RMSE (m)",
-        "RMSE-log", "SIE (×100)", "coverage (%)",
+        "Method",
+        "δ<1.25 (%)",
+        "δ<1.25² (%)",
+        "δ<1.25³ (%)",
+        "AbsRel",
+        "SqRel",
+        "RMSE (m)",
+        "RMSE-log",
+        "SIE (×100)",
+        "coverage (%)",
     ]
     depth_rows = []
     for name in names:
@@ -620,34 +631,67 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate the network (through the shared pipeline) and OpenCV StereoSGBM "
         "on a data split: disparity, depth and semantic metrics, a Markdown table and pictures.",
     )
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS,
-                        help=f"checkpoint of the network (default: {DEFAULT_WEIGHTS})")
-    parser.add_argument("--data", type=Path, required=True,
-                        help="data set root, e.g. data/synth_val (KITTI 2015 layout)")
-    parser.add_argument("--dataset", choices=DATASETS, default="kitti2015",
-                        help="on-disk layout of --data (default: kitti2015, which the "
-                        "synthetic generator writes)")
-    parser.add_argument("--split", default=None,
-                        help="kitti2015: training|testing; cityscapes: train|val|test; "
-                        "vkitti2: comma-separated scenes")
-    parser.add_argument("--baseline", choices=("sgbm", "none"), default="sgbm",
-                        help="classical baseline row (default: sgbm)")
-    parser.add_argument("--out", type=Path, default=Path("out/eval"),
-                        help="output directory (default: out/eval)")
-    parser.add_argument("--max-images", type=int, default=None,
-                        help="evaluate only the first N samples")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=DEFAULT_WEIGHTS,
+        help=f"checkpoint of the network (default: {DEFAULT_WEIGHTS})",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="data set root, e.g. data/synth_val (KITTI 2015 layout)",
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default="kitti2015",
+        help="on-disk layout of --data (default: kitti2015, which the synthetic generator writes)",
+    )
+    parser.add_argument(
+        "--split",
+        default=None,
+        help="kitti2015: training|testing; cityscapes: train|val|test; "
+        "vkitti2: comma-separated scenes",
+    )
+    parser.add_argument(
+        "--baseline",
+        choices=("sgbm", "none"),
+        default="sgbm",
+        help="classical baseline row (default: sgbm)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("out/eval"), help="output directory (default: out/eval)"
+    )
+    parser.add_argument(
+        "--max-images", type=int, default=None, help="evaluate only the first N samples"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
-    parser.add_argument("--input-scale", type=float, default=1.0,
-                        help="resize factor of the pair before the network (default: 1.0)")
-    parser.add_argument("--num-pictures", type=int, default=4,
-                        help="tiled PNGs to write (default: 4)")
-    parser.add_argument("--max-depth", type=float, default=DEFAULT_MAX_DEPTH,
-                        help=f"depth metric cap in metres (default: {DEFAULT_MAX_DEPTH:g})")
-    parser.add_argument("--sgbm-disparity-range", type=int, default=None,
-                        help="SGBM search range (multiple of 16); default: the split's largest "
-                        "ground-truth disparity rounded up to a multiple of 16 (found by a "
-                        "first pass over the split, which this option skips)")
+    parser.add_argument(
+        "--input-scale",
+        type=float,
+        default=1.0,
+        help="resize factor of the pair before the network (default: 1.0)",
+    )
+    parser.add_argument(
+        "--num-pictures", type=int, default=4, help="tiled PNGs to write (default: 4)"
+    )
+    parser.add_argument(
+        "--max-depth",
+        type=float,
+        default=DEFAULT_MAX_DEPTH,
+        help=f"depth metric cap in metres (default: {DEFAULT_MAX_DEPTH:g})",
+    )
+    parser.add_argument(
+        "--sgbm-disparity-range",
+        type=int,
+        default=None,
+        help="SGBM search range (multiple of 16); default: the split's largest "
+        "ground-truth disparity rounded up to a multiple of 16 (found by a "
+        "first pass over the split, which this option skips)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -682,7 +726,9 @@ def _run(args: argparse.Namespace) -> int:
         raise _UsageError(str(exc)) from exc
     try:
         pipeline = StereoPipeline.from_checkpoint(
-            args.weights, device=args.device, precision=args.precision,
+            args.weights,
+            device=args.device,
+            precision=args.precision,
             input_scale=args.input_scale,
         )
     except (CheckpointError, ValueError) as exc:

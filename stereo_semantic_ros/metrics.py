@@ -161,7 +161,16 @@ class DisparityAccumulator:
 # --------------------------------------------------------------------------------------------
 
 _DEPTH_FIELDS = (
-    "delta1", "delta2", "delta3", "abs_rel", "sq_rel", "sq_err", "sq_log", "log", "n", "n_gt",
+    "delta1",
+    "delta2",
+    "delta3",
+    "abs_rel",
+    "sq_rel",
+    "sq_err",
+    "sq_log",
+    "log",
+    "n",
+    "n_gt",
 )
 
 
@@ -386,9 +395,7 @@ class ConfusionMatrix:
         if label_names is None:
             label_names = [f"class_{i}" for i in range(self.num_classes)]
         if len(label_names) != self.num_classes:
-            raise MetricInputError(
-                f"{len(label_names)} label names for {self.num_classes} classes"
-            )
+            raise MetricInputError(f"{len(label_names)} label names for {self.num_classes} classes")
         return {
             "miou": self.miou(),
             "global_accuracy": self.global_accuracy(),

@@ -51,8 +51,14 @@ def _kitti_lut() -> np.ndarray:
     # starts at each knot, black -> blue -> red -> magenta -> green -> cyan -> yellow -> white.
     knots = np.array(
         [
-            [0, 0, 0, 114], [0, 0, 1, 185], [1, 0, 0, 114], [1, 0, 1, 174],
-            [0, 1, 0, 114], [0, 1, 1, 185], [1, 1, 0, 114], [1, 1, 1, 0],
+            [0, 0, 0, 114],
+            [0, 0, 1, 185],
+            [1, 0, 0, 114],
+            [1, 0, 1, 174],
+            [0, 1, 0, 114],
+            [0, 1, 1, 185],
+            [1, 1, 0, 114],
+            [1, 1, 1, 0],
         ],
         dtype=np.float64,
     )
@@ -312,10 +318,10 @@ def _put_label(cell: np.ndarray, text: str) -> None:
     thick = max(1, round(scale * 1.5))
     org = (4, 4 + int(22 * scale))
     # Black outline under white text stays readable on any background.
-    cv2.putText(cell, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2,
-                cv2.LINE_AA)
-    cv2.putText(cell, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick,
-                cv2.LINE_AA)
+    cv2.putText(cell, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+    cv2.putText(
+        cell, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA
+    )
 
 
 def tile(

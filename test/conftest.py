@@ -69,13 +69,20 @@ def colcon_build(tmp_path_factory: pytest.TempPathFactory) -> ColconBuild:
     for var in ("AMENT_PREFIX_PATH", "COLCON_PREFIX_PATH", "CMAKE_PREFIX_PATH"):
         env.pop(var, None)
     cmd = [
-        sys.executable, "-m", "colcon",
-        "--log-base", str(ws / "log"),
+        sys.executable,
+        "-m",
+        "colcon",
+        "--log-base",
+        str(ws / "log"),
         "build",
-        "--base-paths", str(REPO),
-        "--build-base", str(ws / "build"),
-        "--install-base", str(ws / "install"),
-        "--event-handlers", "console_direct+",
+        "--base-paths",
+        str(REPO),
+        "--build-base",
+        str(ws / "build"),
+        "--install-base",
+        str(ws / "install"),
+        "--event-handlers",
+        "console_direct+",
     ]
     proc = subprocess.run(
         cmd, cwd=ws, env=env, capture_output=True, text=True, timeout=300, check=False

@@ -102,10 +102,14 @@ class NodeProcess:
         self.command = [
             str(self.executable),
             "--ros-args",
-            "--params-file", str(params),
-            "-p", f"max_disparity:={MAX_DISPARITY}",
-            "-p", "device:=cpu",
-            "-p", "weights:=''",
+            "--params-file",
+            str(params),
+            "-p",
+            f"max_disparity:={MAX_DISPARITY}",
+            "-p",
+            "device:=cpu",
+            "-p",
+            "weights:=''",
             *extra_args,
         ]
         self.log_path = log_path
@@ -241,15 +245,15 @@ def make_frame(
 
 def image_array(msg: Image) -> np.ndarray:
     """Pixels of an output image, decoded from its own encoding, width, height and step."""
-    dtype, channels = {
-        "32FC1": ("<f4", 1), "mono8": ("u1", 1), "rgb8": ("u1", 3)
-    }[msg.encoding]
+    dtype, channels = {"32FC1": ("<f4", 1), "mono8": ("u1", 1), "rgb8": ("u1", 3)}[msg.encoding]
     itemsize = np.dtype(dtype).itemsize
     rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
     rows = rows[:, : msg.width * channels * itemsize]
     arr = rows.copy().view(dtype)
-    return arr.reshape(msg.height, msg.width) if channels == 1 else arr.reshape(
-        msg.height, msg.width, channels
+    return (
+        arr.reshape(msg.height, msg.width)
+        if channels == 1
+        else arr.reshape(msg.height, msg.width, channels)
     )
 
 
@@ -389,7 +393,8 @@ class Driver:
         for topic in topics:
             qos = QoSProfile(
                 depth=50,
-                reliability=ReliabilityPolicy.BEST_EFFORT if topic in best_effort
+                reliability=ReliabilityPolicy.BEST_EFFORT
+                if topic in best_effort
                 else ReliabilityPolicy.RELIABLE,
             )
             self.output_subs.append(

@@ -173,8 +173,11 @@ def test_augmentor_crops_and_scales_up_small_images() -> None:
 def test_full_augmentation_keeps_pair_valid_and_is_reproducible() -> None:
     def make(seed: int) -> Augmentor:
         return Augmentor(
-            rng=np.random.default_rng(seed), crop_size=(16, 64),
-            min_scale=2.0, max_scale=2.0, mirror_prob=1.0,
+            rng=np.random.default_rng(seed),
+            crop_size=(16, 64),
+            min_scale=2.0,
+            max_scale=2.0,
+            mirror_prob=1.0,
         )
 
     a = make(3)(shifted_pair())
@@ -230,7 +233,11 @@ def test_augmentor_photometric_keeps_dtype_range_and_symmetry() -> None:
     s = shifted_pair()
     s.right = s.left.copy()  # equal views make "identical treatment" directly visible
     aug = Augmentor(
-        rng=np.random.default_rng(5), brightness=30, contrast=0.3, gamma=0.3, color=0.2,
+        rng=np.random.default_rng(5),
+        brightness=30,
+        contrast=0.3,
+        gamma=0.3,
+        color=0.2,
     )
     for _ in range(5):
         out = aug(s)

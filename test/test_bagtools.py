@@ -68,9 +68,7 @@ def read_mcap(bag: Path) -> dict[str, list[tuple[int, Any]]]:
     out: dict[str, list[tuple[int, Any]]] = defaultdict(list)
     with open(path, "rb") as f:
         reader = make_reader(f, decoder_factories=[DecoderFactory()])
-        for _schema, channel, message, decoded in reader.iter_decoded_messages(
-            log_time_order=True
-        ):
+        for _schema, channel, message, decoded in reader.iter_decoded_messages(log_time_order=True):
             out[channel.topic].append((message.log_time, decoded))
     return dict(out)
 
@@ -84,8 +82,9 @@ def read_sqlite3(bag: Path) -> dict[str, list[tuple[int, Any]]]:
     (path,) = bag.glob("*.db3")
     con = sqlite3.connect(path)
     try:
-        topics = {tid: (name, typ) for tid, name, typ in
-                  con.execute("SELECT id, name, type FROM topics")}
+        topics = {
+            tid: (name, typ) for tid, name, typ in con.execute("SELECT id, name, type FROM topics")
+        }
         rows = con.execute("SELECT topic_id, timestamp, data FROM messages ORDER BY timestamp")
         out: dict[str, list[tuple[int, Any]]] = defaultdict(list)
         for tid, stamp, data in rows:
@@ -109,12 +108,14 @@ def image_pixels(msg: Any) -> np.ndarray:
 
 
 def cloud_from_msg(msg: Any) -> np.ndarray:
-    dtype = np.dtype({
-        "names": [f.name for f in msg.fields],
-        "formats": [POINTFIELD_DTYPES[f.datatype] for f in msg.fields],
-        "offsets": [f.offset for f in msg.fields],
-        "itemsize": msg.point_step,
-    })
+    dtype = np.dtype(
+        {
+            "names": [f.name for f in msg.fields],
+            "formats": [POINTFIELD_DTYPES[f.datatype] for f in msg.fields],
+            "offsets": [f.offset for f in msg.fields],
+            "itemsize": msg.point_step,
+        }
+    )
     return np.frombuffer(bytes(msg.data), dtype).reshape(msg.height, msg.width)
 
 
@@ -159,8 +160,15 @@ def write_frames(
 
 def options(bag: Path, out: Path, params: Path, **kw: Any) -> ReplayOptions:
     settings, warnings = load_settings(params)
-    return ReplayOptions(bag=bag, out=out, settings=settings, params_file=params,
-                         progress=False, warnings=warnings, **kw)
+    return ReplayOptions(
+        bag=bag,
+        out=out,
+        settings=settings,
+        params_file=params,
+        progress=False,
+        warnings=warnings,
+        **kw,
+    )
 
 
 # ----------------------------------------------------------------------------------- fixtures
@@ -190,8 +198,9 @@ def pipeline(params: Path) -> StereoPipeline:
 
 @pytest.fixture(scope="module")
 def mcap_bag(work: Path) -> Path:
-    summary = write_bag(synthetic_samples(W, H), work / "in_mcap", count=N, rate_hz=RATE,
-                        progress=False)
+    summary = write_bag(
+        synthetic_samples(W, H), work / "in_mcap", count=N, rate_hz=RATE, progress=False
+    )
     assert summary.frames == N
     return summary.path
 
@@ -273,8 +282,21 @@ def test_make_bag_cli_sqlite3_and_refuses_existing_output(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "cli_bag"
-    argv = ["--out", str(out), "--count", "2", "--width", "40", "--height", "24",
-            "--storage", "sqlite3", "--rate", "5", "--no-progress"]
+    argv = [
+        "--out",
+        str(out),
+        "--count",
+        "2",
+        "--width",
+        "40",
+        "--height",
+        "24",
+        "--storage",
+        "sqlite3",
+        "--rate",
+        "5",
+        "--no-progress",
+    ]
     assert make_bag_main(argv) == 0
     printed = capsys.readouterr().out
     assert "2 frames of 40x24" in printed and str(out) in printed
@@ -309,8 +331,9 @@ def test_round_trip_every_output_topic_decodes_and_matches_the_pipeline(
         for t, msg in out.items():
             assert msg.header.frame_id == DEFAULT_FRAME_ID, t
         # The same input through the same pipeline, directly.
-        expected = pipeline.run(sample.left, sample.right, sample.calib,
-                                cloud=settings.cloud_options())
+        expected = pipeline.run(
+            sample.left, sample.right, sample.calib, cloud=settings.cloud_options()
+        )
         disp = out["/disparity"]
         np.testing.assert_array_equal(image_pixels(disp.image), expected.disparity)
         assert disp.f == pytest.approx(sample.calib.fx) and disp.t == pytest.approx(0.54)
@@ -320,7 +343,11 @@ def test_round_trip_every_output_topic_decodes_and_matches_the_pipeline(
 
         cloud_msg = out["/points2"]
         assert [(f.name, f.offset, f.datatype, f.count) for f in cloud_msg.fields] == [
-            ("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1), ("rgb", 12, 7, 1), ("label", 16, 2, 1)
+            ("x", 0, 7, 1),
+            ("y", 4, 7, 1),
+            ("z", 8, 7, 1),
+            ("rgb", 12, 7, 1),
+            ("label", 16, 2, 1),
         ]
         assert cloud_msg.point_step == cloud_dtype().itemsize == 20
         assert (cloud_msg.height, cloud_msg.width) == (H, W)
@@ -367,15 +394,37 @@ def test_rclpy_adapter_gives_the_messages_rclpy_would_serialise(
 
     sample = samples[0]
     header = Header(stamp=Time(sec=7, nanosec=11), frame_id="cam")
-    info = CameraInfo(header=header, width=W, height=H, k=[float(i) for i in range(9)],
-                      d=[0.5, 0.25])
-    result = pipeline.run(sample.left, sample.right, sample.calib,
-                          cloud=PointCloudOptions(with_confidence=True, organized=False))
-    msgs = build_messages(result, header, info, sample.calib, pipeline.label_set, sample.left,
-                          OUTPUT_TOPICS, OutputStyle(max_disparity=16, semantic_blend=0.5))
-    msgs["diag"] = DiagnosticArray(header=header, status=[DiagnosticStatus(
-        level=DiagnosticStatus.WARN, name="n", message="m", hardware_id="cpu",
-        values=[KeyValue(key="k", value="v")])])
+    info = CameraInfo(
+        header=header, width=W, height=H, k=[float(i) for i in range(9)], d=[0.5, 0.25]
+    )
+    result = pipeline.run(
+        sample.left,
+        sample.right,
+        sample.calib,
+        cloud=PointCloudOptions(with_confidence=True, organized=False),
+    )
+    msgs = build_messages(
+        result,
+        header,
+        info,
+        sample.calib,
+        pipeline.label_set,
+        sample.left,
+        OUTPUT_TOPICS,
+        OutputStyle(max_disparity=16, semantic_blend=0.5),
+    )
+    msgs["diag"] = DiagnosticArray(
+        header=header,
+        status=[
+            DiagnosticStatus(
+                level=DiagnosticStatus.WARN,
+                name="n",
+                message="m",
+                hardware_id="cpu",
+                values=[KeyValue(key="k", value="v")],
+            )
+        ],
+    )
     for topic, msg in msgs.items():
         ours = deserialize_message(M.serialize(msg), type(msg))
         assert ours == deserialize_message(serialize_message(msg), type(msg)), topic
@@ -384,8 +433,9 @@ def test_rclpy_adapter_gives_the_messages_rclpy_would_serialise(
 # ---------------------------------------------------------------------------------- storages
 
 
-def test_sqlite3_input_and_output(work: Path, samples: list, params: Path,
-                                  pipeline: StereoPipeline) -> None:
+def test_sqlite3_input_and_output(
+    work: Path, samples: list, params: Path, pipeline: StereoPipeline
+) -> None:
     bag = write_frames(work / "in_sqlite3", samples, storage="sqlite3")
     report = run_replay(options(bag, work / "out_sqlite3", params, storage="sqlite3"), pipeline)
     assert report["frames"]["processed"] == N
@@ -398,8 +448,9 @@ def test_sqlite3_input_and_output(work: Path, samples: list, params: Path,
         np.testing.assert_array_equal(image_pixels(a.image), image_pixels(b.image))
 
 
-def test_bare_storage_file_is_accepted(work: Path, mcap_bag: Path, params: Path,
-                                       pipeline: StereoPipeline) -> None:
+def test_bare_storage_file_is_accepted(
+    work: Path, mcap_bag: Path, params: Path, pipeline: StereoPipeline
+) -> None:
     (mcap_file,) = mcap_bag.glob("*.mcap")
     report = run_replay(options(mcap_file, work / "out_file", params, max_frames=2), pipeline)
     assert report["frames"]["processed"] == 2
@@ -456,8 +507,9 @@ def test_bad_encoding_and_zero_baseline_fail_their_frame_only(
         p[3] = 0.0
         return replace(msg, p=p)
 
-    bag = write_frames(work / "in_bad", samples,
-                       mutate={(1, "left_image"): yuv, (2, "right_info"): zero_baseline})
+    bag = write_frames(
+        work / "in_bad", samples, mutate={(1, "left_image"): yuv, (2, "right_info"): zero_baseline}
+    )
     report = run_replay(options(bag, work / "out_bad", params), pipeline)
     f = report["frames"]
     assert f["paired"] == N and f["processed"] == N - 2
@@ -509,8 +561,7 @@ def test_unusable_bags_give_one_clear_error(
         expected = "not a rosbag2 directory"
     else:
         expected = "does not exist"
-    argv = [str(bag), "--params", str(params), "--out", str(work / f"out_{kind}"),
-            "--no-progress"]
+    argv = [str(bag), "--params", str(params), "--out", str(work / f"out_{kind}"), "--no-progress"]
     if kind == "wrong_topics":
         argv += ["--left-image", "/stereo/left/image_rect"]
     assert replay_main(argv) == 2
@@ -523,8 +574,18 @@ def test_refuses_to_overwrite_unless_asked(
     work: Path, mcap_bag: Path, params: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = work / "out_overwrite"
-    argv = [str(mcap_bag), "--params", str(params), "--out", str(out), "--no-progress",
-            "--max-frames", "1", "--previews", "0"]
+    argv = [
+        str(mcap_bag),
+        "--params",
+        str(params),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--max-frames",
+        "1",
+        "--previews",
+        "0",
+    ]
     assert replay_main(argv) == 0
     first = (out / "report.json").stat().st_mtime_ns
     capsys.readouterr()
@@ -536,8 +597,20 @@ def test_refuses_to_overwrite_unless_asked(
     other = work / "precious"
     other.mkdir()
     (other / "thesis.tex").write_text("keep me")
-    assert replay_main([str(mcap_bag), "--params", str(params), "--out", str(other),
-                        "--overwrite", "--no-progress"]) == 2
+    assert (
+        replay_main(
+            [
+                str(mcap_bag),
+                "--params",
+                str(params),
+                "--out",
+                str(other),
+                "--overwrite",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert (other / "thesis.tex").read_text() == "keep me"
 
 
@@ -549,9 +622,22 @@ def test_ctrl_c_leaves_a_closed_valid_output_bag(work: Path, params: Path) -> No
     out = work / "out_interrupted"
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stereo_semantic_ros.bagtools.replay", str(bag), "--params",
-         str(params), "--out", str(out), "--previews", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "stereo_semantic_ros.bagtools.replay",
+            str(bag),
+            "--params",
+            str(params),
+            "--out",
+            str(out),
+            "--previews",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=REPO,
     )
     seen = b""
     try:
@@ -575,15 +661,19 @@ def test_ctrl_c_leaves_a_closed_valid_output_bag(work: Path, params: Path) -> No
     for topic in OUTPUTS:
         assert len(written[topic]) == done, topic
     meta = yaml.safe_load((out / "bag" / "metadata.yaml").read_text())
-    counts = {t["topic_metadata"]["name"]: t["message_count"]
-              for t in meta["rosbag2_bagfile_information"]["topics_with_message_count"]}
+    counts = {
+        t["topic_metadata"]["name"]: t["message_count"]
+        for t in meta["rosbag2_bagfile_information"]["topics_with_message_count"]
+    }
     assert counts["/points2"] == done
 
 
-def test_max_frames_and_namespace(work: Path, mcap_bag: Path, params: Path,
-                                  pipeline: StereoPipeline) -> None:
-    report = run_replay(options(mcap_bag, work / "out_ns", params, max_frames=2,
-                                namespace="stereo"), pipeline)
+def test_max_frames_and_namespace(
+    work: Path, mcap_bag: Path, params: Path, pipeline: StereoPipeline
+) -> None:
+    report = run_replay(
+        options(mcap_bag, work / "out_ns", params, max_frames=2, namespace="stereo"), pipeline
+    )
     assert report["frames"]["processed"] == 2
     written = report["topics"]["written"]
     assert written["/stereo/points2"] == 2 and "/points2" not in written
@@ -618,17 +708,29 @@ def test_replay_publishes_what_the_live_node_publishes(
 
     prefix = colcon_build.require_success()
     installed_params = prefix / "share" / "stereo_semantic_ros" / "config" / "esp_joint.yaml"
-    settings, _ = load_settings(installed_params, weights="none", device="cpu",
-                                overrides={"max_disparity": 16})
-    report = run_replay(ReplayOptions(bag=mcap_bag, out=tmp_path / "replay", settings=settings,
-                                      params_file=installed_params, progress=False))
+    settings, _ = load_settings(
+        installed_params, weights="none", device="cpu", overrides={"max_disparity": 16}
+    )
+    report = run_replay(
+        ReplayOptions(
+            bag=mcap_bag,
+            out=tmp_path / "replay",
+            settings=settings,
+            params_file=installed_params,
+            progress=False,
+        )
+    )
     assert report["frames"]["processed"] == N
     replayed = read_mcap_as_rclpy(tmp_path / "replay" / "bag")
 
     # the same input messages, as rclpy objects, in bag order
     frames: dict[int, dict[str, Any]] = defaultdict(dict)
-    types = {"/left/image_rect": Image, "/right/image_rect": Image,
-             "/left/camera_info": CameraInfo, "/right/camera_info": CameraInfo}
+    types = {
+        "/left/image_rect": Image,
+        "/right/image_rect": Image,
+        "/left/camera_info": CameraInfo,
+        "/right/camera_info": CameraInfo,
+    }
     with AnyReader([mcap_bag]) as reader:
         conns = [c for c in reader.connections if c.topic in types]
         for conn, _, raw in reader.messages(connections=conns):
@@ -641,14 +743,21 @@ def test_replay_publishes_what_the_live_node_publishes(
     try:
         driver = Driver(domain, node.text)
         driver.subscribe_outputs()
-        driver.wait_for(lambda: driver.input_subscriptions() == [1, 1, 1, 1], 90,
-                        "the node to subscribe to its inputs")
+        driver.wait_for(
+            lambda: driver.input_subscriptions() == [1, 1, 1, 1],
+            90,
+            "the node to subscribe to its inputs",
+        )
         driver.warm_up()
         live: dict[int, dict[str, Any]] = {}
         for stamp in sorted(frames):
             msgs = frames[stamp]
-            for topic in ("left/camera_info", "right/camera_info", "left/image_rect",
-                          "right/image_rect"):
+            for topic in (
+                "left/camera_info",
+                "right/camera_info",
+                "left/image_rect",
+                "right/image_rect",
+            ):
                 driver.pubs[topic].publish(msgs[topic])
             # one frame at a time: the node never drops a frame as busy here
             live[stamp] = driver.wait_outputs(stamp, timeout=60)
@@ -679,6 +788,7 @@ def read_mcap_as_rclpy(bag: Path) -> dict[str, list[tuple[int, Any]]]:
         for schema, channel, message in make_reader(f).iter_messages(log_time_order=True):
             pkg, _, cls = schema.name.split("/")
             msg_type = getattr(importlib.import_module(f"{pkg}.msg"), cls)
-            out[channel.topic].append((message.log_time, deserialize_message(message.data,
-                                                                              msg_type)))
+            out[channel.topic].append(
+                (message.log_time, deserialize_message(message.data, msg_type))
+            )
     return dict(out)

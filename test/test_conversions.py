@@ -102,12 +102,11 @@ def test_image_to_array_is_zero_copy_view_of_message_data():
     msg = array_to_image(RGB, "rgb8")
     view = image_to_array(msg)
     assert np.shares_memory(view, np.frombuffer(msg.data, dtype=np.uint8))
-    msg.data[0] = (int(msg.data[0]) + 1) % 256        # mutate the message ...
-    assert view[0, 0, 0] == msg.data[0]                # ... and the view sees it
+    msg.data[0] = (int(msg.data[0]) + 1) % 256  # mutate the message ...
+    assert view[0, 0, 0] == msg.data[0]  # ... and the view sees it
     received = deserialize_message(serialize_message(msg), Image)
-    assert type(received.data).__name__ == "array"     # rclpy hands out array.array('B')
-    assert np.shares_memory(image_to_array(received),
-                            np.frombuffer(received.data, dtype=np.uint8))
+    assert type(received.data).__name__ == "array"  # rclpy hands out array.array('B')
+    assert np.shares_memory(image_to_array(received), np.frombuffer(received.data, dtype=np.uint8))
     # rgb8 without padding goes to the network without a copy as well
     assert np.shares_memory(image_to_rgb(received), np.frombuffer(received.data, np.uint8))
 
@@ -123,7 +122,7 @@ def test_padded_step_rgb8_built_by_hand():
     step = W * 3 + 5
     data = bytearray(b"\xee" * (step * H))
     for v in range(H):
-        data[v * step: v * step + W * 3] = RGB[v].tobytes()
+        data[v * step : v * step + W * 3] = RGB[v].tobytes()
     msg = _raw_image("rgb8", H, W, step, data)
     arr = image_to_array(msg)
     assert arr.shape == (H, W, 3)
@@ -132,24 +131,24 @@ def test_padded_step_rgb8_built_by_hand():
 
 
 def test_padded_odd_step_mono16_built_by_hand():
-    step = W * 2 + 3                                     # rows not even 2-byte aligned
+    step = W * 2 + 3  # rows not even 2-byte aligned
     data = bytearray(b"\x55" * (step * H))
     for v in range(H):
-        data[v * step: v * step + W * 2] = GRAY16[v].astype("<u2").tobytes()
+        data[v * step : v * step + W * 2] = GRAY16[v].astype("<u2").tobytes()
     arr = image_to_array(_raw_image("mono16", H, W, step, data))
     assert arr.dtype == np.uint16
     np.testing.assert_array_equal(arr, GRAY16)
 
 
 def test_bigendian_mono16_built_by_hand():
-    data = bytes([0x01, 0x02, 0xAB, 0xCD, 0x00, 0xFF,
-                  0xFF, 0x00, 0x12, 0x34, 0x80, 0x00])
+    data = bytes([0x01, 0x02, 0xAB, 0xCD, 0x00, 0xFF, 0xFF, 0x00, 0x12, 0x34, 0x80, 0x00])
     msg = _raw_image("mono16", 2, 3, 6, data, bigendian=True)
     arr = image_to_array(msg)
     assert arr.dtype == np.uint16 and arr.dtype.isnative
     np.testing.assert_array_equal(arr, [[0x0102, 0xABCD, 0x00FF], [0xFF00, 0x1234, 0x8000]])
-    np.testing.assert_array_equal(image_to_rgb(msg)[..., 0], [[0x01, 0xAB, 0x00],
-                                                             [0xFF, 0x12, 0x80]])
+    np.testing.assert_array_equal(
+        image_to_rgb(msg)[..., 0], [[0x01, 0xAB, 0x00], [0xFF, 0x12, 0x80]]
+    )
     little = _raw_image("mono16", 2, 3, 6, data, bigendian=False)
     assert image_to_array(little)[0, 0] == 0x0201
 
@@ -216,8 +215,15 @@ def test_readers_accept_rosbags_messages():
     BagHeader = store.types["std_msgs/msg/Header"]
     BagTime = store.types["builtin_interfaces/msg/Time"]
     raw = np.frombuffer(SAMPLES["bgra8"][0].tobytes(), np.uint8).copy()
-    msg = BagImage(header=BagHeader(stamp=BagTime(sec=1, nanosec=2), frame_id="l"), height=H,
-                   width=W, encoding="bgra8", is_bigendian=0, step=W * 4, data=raw)
+    msg = BagImage(
+        header=BagHeader(stamp=BagTime(sec=1, nanosec=2), frame_id="l"),
+        height=H,
+        width=W,
+        encoding="bgra8",
+        is_bigendian=0,
+        step=W * 4,
+        data=raw,
+    )
     np.testing.assert_array_equal(image_to_rgb(msg), RGB)
     assert np.shares_memory(image_to_array(msg), raw)
     assert stamp_to_ns(msg.header.stamp) == 1_000_000_002
@@ -225,20 +231,23 @@ def test_readers_accept_rosbags_messages():
 
 # ----------------------------------------------------------------------------- disparity
 
+
 def _calib(width=8, height=6):
-    return StereoCalibration(fx=720.0, fy=720.0, cx=4.0, cy=3.0, baseline=0.54,
-                             width=width, height=height)
+    return StereoCalibration(
+        fx=720.0, fy=720.0, cx=4.0, cy=3.0, baseline=0.54, width=width, height=height
+    )
 
 
 def test_disparity_to_msg_fields_and_valid_window():
-    d = np.full((6, 8), -1.0, dtype=np.float32)        # invalid border everywhere
-    d[1:4, 2:6] = 10.0                                 # valid block rows 1..3, cols 2..5
-    d[2, 3] = -1.0                                     # an invalid pixel inside the block
-    d[3, 5] = np.nan                                   # NaN counts as invalid
+    d = np.full((6, 8), -1.0, dtype=np.float32)  # invalid border everywhere
+    d[1:4, 2:6] = 10.0  # valid block rows 1..3, cols 2..5
+    d[2, 3] = -1.0  # an invalid pixel inside the block
+    d[3, 5] = np.nan  # NaN counts as invalid
     d[5, 0] = np.nan
     header = _header()
-    msg = disparity_to_msg(d, header, _calib(), min_disparity=0.0, max_disparity=127.0,
-                           delta_d=0.0625)
+    msg = disparity_to_msg(
+        d, header, _calib(), min_disparity=0.0, max_disparity=127.0, delta_d=0.0625
+    )
     assert isinstance(msg, DisparityImage)
     assert msg.header.stamp.sec == 12 and msg.image.header.frame_id == "left_optical"
     assert msg.f == pytest.approx(720.0) and msg.t == pytest.approx(0.54)
@@ -247,17 +256,17 @@ def test_disparity_to_msg_fields_and_valid_window():
     assert (roi.x_offset, roi.y_offset, roi.width, roi.height) == (2, 1, 4, 3)
     assert msg.image.encoding == "32FC1" and (msg.image.height, msg.image.width) == (6, 8)
     img = image_to_array(msg.image)
-    assert np.isfinite(img).all()                        # NaN written as min_disparity - 1
+    assert np.isfinite(img).all()  # NaN written as min_disparity - 1
     assert img[3, 5] == -1.0 and img[5, 0] == -1.0
     np.testing.assert_array_equal(img[np.isfinite(d)], d[np.isfinite(d)])
-    assert np.isnan(d[3, 5])                             # caller's array untouched
+    assert np.isnan(d[3, 5])  # caller's array untouched
     received = deserialize_message(serialize_message(msg), DisparityImage)
     assert received.valid_window.width == 4
 
 
 def test_disparity_valid_window_touching_edges_and_all_invalid():
     d = np.full((6, 8), 3.0, dtype=np.float32)
-    d[0, 0] = 1.0                                        # below min_disparity = 2
+    d[0, 0] = 1.0  # below min_disparity = 2
     msg = disparity_to_msg(d, _header(), _calib(), 2.0, 66.0, 1 / 16)
     roi = msg.valid_window
     assert (roi.x_offset, roi.y_offset, roi.width, roi.height) == (0, 0, 8, 6)
@@ -282,9 +291,16 @@ def test_disparity_to_msg_rejects_bad_arguments():
 
 # ----------------------------------------------------------------------------- point cloud
 
-_DATATYPES = {PointField.INT8: "i1", PointField.UINT8: "u1", PointField.INT16: "i2",
-              PointField.UINT16: "u2", PointField.INT32: "i4", PointField.UINT32: "u4",
-              PointField.FLOAT32: "f4", PointField.FLOAT64: "f8"}
+_DATATYPES = {
+    PointField.INT8: "i1",
+    PointField.UINT8: "u1",
+    PointField.INT16: "i2",
+    PointField.UINT16: "u2",
+    PointField.INT32: "i4",
+    PointField.UINT32: "u4",
+    PointField.FLOAT32: "f4",
+    PointField.FLOAT64: "f8",
+}
 
 
 def _decode_cloud(msg):
@@ -299,8 +315,9 @@ def _decode_cloud(msg):
         assert f.count == 1
         dtype = np.dtype(endian + _DATATYPES[f.datatype])
         assert f.offset + dtype.itemsize <= msg.point_step
-        out[f.name] = np.ndarray(shape=(n,), dtype=dtype, buffer=buf, offset=f.offset,
-                                 strides=(msg.point_step,)).reshape(msg.height, msg.width)
+        out[f.name] = np.ndarray(
+            shape=(n,), dtype=dtype, buffer=buf, offset=f.offset, strides=(msg.point_step,)
+        ).reshape(msg.height, msg.width)
     return out
 
 
@@ -325,8 +342,14 @@ def test_cloud_fields_match_contract():
     xyz, rgb, labels, conf, _ = _cloud_inputs()
     msg = cloud_to_msg(build_cloud(xyz, rgb, labels, conf, organized=True), _header())
     got = [(f.name, f.offset, f.datatype, f.count) for f in msg.fields]
-    assert got == [("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1), ("rgb", 12, 7, 1),
-                   ("label", 16, 2, 1), ("confidence", 20, 7, 1)]
+    assert got == [
+        ("x", 0, 7, 1),
+        ("y", 4, 7, 1),
+        ("z", 8, 7, 1),
+        ("rgb", 12, 7, 1),
+        ("label", 16, 2, 1),
+        ("confidence", 20, 7, 1),
+    ]
     assert msg.point_step == 24 and msg.is_bigendian is False
     plain = cloud_to_msg(build_cloud(xyz, rgb, labels, None), _header())
     assert [f.name for f in plain.fields] == ["x", "y", "z", "rgb", "label"]
@@ -336,7 +359,7 @@ def test_cloud_fields_match_contract():
 def test_organized_cloud_decodes_to_same_points():
     xyz, rgb, labels, conf, invalid = _cloud_inputs()
     msg = cloud_to_msg(build_cloud(xyz, rgb, labels, conf, organized=True), _header(7, 8))
-    msg = deserialize_message(serialize_message(msg), PointCloud2)   # as a subscriber sees it
+    msg = deserialize_message(serialize_message(msg), PointCloud2)  # as a subscriber sees it
     assert (msg.height, msg.width) == (6, 9) and msg.row_step == 9 * 24
     assert msg.is_dense is False
     assert stamp_to_ns(msg.header.stamp) == 7_000_000_008
@@ -367,8 +390,9 @@ def test_hand_computed_point_bytes():
     xyz = np.array([[[1.0, -2.0, 3.5]]], dtype=np.float32)
     rgb = np.array([[[255, 0, 0]]], dtype=np.uint8)
     msg = cloud_to_msg(build_cloud(xyz, rgb, np.array([[13]], np.uint8)), _header())
-    expected = (np.array([1.0, -2.0, 3.5], "<f4").tobytes() + bytes([0, 0, 0xFF, 0])
-                + bytes([13, 0, 0, 0]))
+    expected = (
+        np.array([1.0, -2.0, 3.5], "<f4").tobytes() + bytes([0, 0, 0xFF, 0]) + bytes([13, 0, 0, 0])
+    )
     assert bytes(msg.data) == expected
 
 
@@ -395,6 +419,7 @@ def test_cloud_to_msg_rejects_non_structured_or_big_endian():
 
 
 # ----------------------------------------------------------------------------- calibration
+
 
 def _camera_info(p, width=1242, height=375):
     info = CameraInfo()
@@ -426,7 +451,7 @@ def test_calibration_errors():
     left, right = _kitti_like_pair(tx=0.0)
     with pytest.raises(CalibrationError, match="zero stereo baseline"):
         calibration_from_camera_info(left, right)
-    left, right = _kitti_like_pair(tx=+388.8)             # left/right swapped
+    left, right = _kitti_like_pair(tx=+388.8)  # left/right swapped
     with pytest.raises(CalibrationError, match="baseline must be positive"):
         calibration_from_camera_info(left, right)
     left, right = _kitti_like_pair()
@@ -456,7 +481,12 @@ def test_readers_work_without_ros_message_packages():
         "m = NS(encoding='bgr8', height=1, width=2, step=6, is_bigendian=0, data=bytes(range(6)))\n"
         "print(c.image_to_rgb(m).tolist())\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1], timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[[[2, 1, 0], [5, 4, 3]]]"

@@ -146,7 +146,8 @@ def test_kitti_semantics_optional_and_splits(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="semantic"):
         Kitti2015(tmp_path, semantics=True)
     assert [r.name for r in Kitti2015(tmp_path, indices=[0, 2]).records] == [
-        "000000_10", "000002_10",
+        "000000_10",
+        "000002_10",
     ]
     listing = tmp_path / "val.txt"
     listing.write_text("000001\nimage_2/000002_10.png\n")
@@ -224,7 +225,12 @@ def test_kitti_testing_split_and_right_view_dirs(tmp_path: Path) -> None:
 
 CITYSCAPES_CAMERA = {
     "extrinsic": {
-        "baseline": 0.209313, "pitch": 0.038, "roll": 0.0, "x": 1.7, "y": 0.1, "yaw": -0.0195,
+        "baseline": 0.209313,
+        "pitch": 0.038,
+        "roll": 0.0,
+        "x": 1.7,
+        "y": 0.1,
+        "yaw": -0.0195,
         "z": 1.22,
     },
     "intrinsic": {"fx": 2262.52, "fy": 2265.3017905988554, "u0": 1096.98, "v0": 513.137},
@@ -323,14 +329,14 @@ Undefined 0 0 0
 """
 # (colour, expected train id) per column band of the class image
 VKITTI2_BANDS = [
-    ((100, 60, 100), 0),    # Road -> road
-    ((255, 127, 80), 13),   # Car -> car
-    ((0, 139, 139), 13),    # Van -> car
-    ((250, 100, 255), 4),   # GuardRail -> fence
-    ((0, 199, 0), 8),       # Tree -> vegetation
-    ((90, 240, 0), 8),      # Vegetation -> vegetation
-    ((80, 80, 80), 255),    # Misc -> ignore
-    ((0, 0, 0), 255),       # Undefined -> ignore
+    ((100, 60, 100), 0),  # Road -> road
+    ((255, 127, 80), 13),  # Car -> car
+    ((0, 139, 139), 13),  # Van -> car
+    ((250, 100, 255), 4),  # GuardRail -> fence
+    ((0, 199, 0), 8),  # Tree -> vegetation
+    ((90, 240, 0), 8),  # Vegetation -> vegetation
+    ((80, 80, 80), 255),  # Misc -> ignore
+    ((0, 0, 0), 255),  # Undefined -> ignore
 ]
 FX_VK = 50.0
 DEPTH_CM = 666  # ground rows; d = 50 * B / 6.66 m, about 4 px

@@ -22,8 +22,21 @@ def test_demo_prints_the_figures_of_its_report(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "demo"
-    code = main(["--out", str(out), "--count", "3", "--width", "64", "--height", "32",
-                 "--device", "cpu", "--no-progress"])
+    code = main(
+        [
+            "--out",
+            str(out),
+            "--count",
+            "3",
+            "--width",
+            "64",
+            "--height",
+            "32",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     report = json.loads((out / "replay" / "report.json").read_text())
@@ -62,8 +75,24 @@ def test_demo_prints_the_figures_of_its_report(
     )
 
     # the demo overwrites its own previous output on a second run
-    assert main(["--out", str(out), "--count", "1", "--width", "64", "--height", "32",
-                 "--device", "cpu", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "--out",
+                str(out),
+                "--count",
+                "1",
+                "--width",
+                "64",
+                "--height",
+                "32",
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     again = json.loads((out / "replay" / "report.json").read_text())
     assert again["frames"]["processed"] == 1
 

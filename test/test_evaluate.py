@@ -204,7 +204,10 @@ def test_disparity_range_rounds_up_to_multiples_of_16():
 def test_sgbm_defaults_are_stereo_image_procs():
     p = STEREO_IMAGE_PROC_SGBM_DEFAULTS
     assert (p.prefilter_cap, p.correlation_window_size, p.min_disparity, p.disparity_range) == (
-        31, 15, 0, 64,
+        31,
+        15,
+        0,
+        64,
     )
     assert (p.uniqueness_ratio, p.speckle_size, p.speckle_range) == (15.0, 100, 4)
     assert (p.p1, p.p2, p.disp12_max_diff, p.full_dp) == (200.0, 400.0, 0, False)
@@ -274,12 +277,15 @@ def weights(tmp_path_factory):
 # headline column -> (path in a method's JSON entry, factor)
 _COLUMNS = {
     **{
-        f"{name} {region.upper() if region == 'noc' else 'All'}": (
-            ("disparity", region, key), 1.0
-        )
+        f"{name} {region.upper() if region == 'noc' else 'All'}": (("disparity", region, key), 1.0)
         for region in ("noc", "all")
-        for name, key in (("EPE", "epe"), ("bad-1", "bad1"), ("bad-2", "bad2"),
-                          ("bad-3", "bad3"), ("D1", "d1"))
+        for name, key in (
+            ("EPE", "epe"),
+            ("bad-1", "bad1"),
+            ("bad-2", "bad2"),
+            ("bad-3", "bad3"),
+            ("D1", "d1"),
+        )
     },
     "mIoU": (("segmentation", "miou"), 100.0),
     "G": (("segmentation", "global_accuracy"), 100.0),
@@ -311,8 +317,21 @@ def test_cli_writes_metrics_table_and_pictures(tmp_path, weights, capsys):
     data = tmp_path / "data"
     _write_kitti(data, SAMPLES)
     out = tmp_path / "eval"
-    rc = main(["--weights", str(weights), "--data", str(data), "--out", str(out),
-               "--device", "cpu", "--no-progress", "--num-pictures", "2"])
+    rc = main(
+        [
+            "--weights",
+            str(weights),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--num-pictures",
+            "2",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     report = json.loads((out / "metrics.json").read_text())
@@ -363,8 +382,24 @@ def test_cli_headline_rows_match_main_table_rows(tmp_path, weights, capsys):
     data = tmp_path / "data"
     _write_kitti(data, SAMPLES[:1])
     out = tmp_path / "eval"
-    assert main(["--weights", str(weights), "--data", str(data), "--out", str(out),
-                 "--device", "cpu", "--no-progress", "--baseline", "none"]) == 0
+    assert (
+        main(
+            [
+                "--weights",
+                str(weights),
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--no-progress",
+                "--baseline",
+                "none",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "metrics.json").read_text())
     _, rows = main_table_rows(report)
     assert list(rows) == ["ours"]
@@ -391,8 +426,21 @@ def test_cli_skips_and_counts_a_corrupt_image(tmp_path, weights, capsys):
     _write_kitti(data, SAMPLES)
     (data / "training" / "image_3" / "000001_10.png").write_bytes(b"this is not a png")
     out = tmp_path / "eval"
-    rc = main(["--weights", str(weights), "--data", str(data), "--out", str(out),
-               "--device", "cpu", "--no-progress", "--num-pictures", "0"])
+    rc = main(
+        [
+            "--weights",
+            str(weights),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--num-pictures",
+            "0",
+        ]
+    )
     assert rc == 0
     report = json.loads((out / "metrics.json").read_text())
     assert report["num_images"] == 2 and report["num_skipped"] == 1

@@ -31,8 +31,15 @@ PACKAGE = "stereo_semantic_ros"
 LAUNCH_FILES = ("stereo_semantic.launch.py", "replay.launch.py")
 REQUIRED_ARGUMENTS = {
     "stereo_semantic.launch.py": {
-        "params_file", "namespace", "use_sim_time", "rviz", "device",
-        "left_image", "right_image", "left_info", "right_info",
+        "params_file",
+        "namespace",
+        "use_sim_time",
+        "rviz",
+        "device",
+        "left_image",
+        "right_image",
+        "left_info",
+        "right_info",
     },
     "replay.launch.py": {"bag", "params_file", "rviz", "output_dir"},
 }
@@ -115,8 +122,9 @@ class LaunchFileFacts(ast.NodeVisitor):
     def _list_names(self, node: ast.AST) -> list[str]:
         for assign in self._assignments:
             if isinstance(node, ast.Name) and assign.targets[0].id == node.id:
-                return [self._value(e) for e in assign.value.elts
-                        if isinstance(self._value(e), str)]
+                return [
+                    self._value(e) for e in assign.value.elts if isinstance(self._value(e), str)
+                ]
         return []
 
     def _loop_names(self, variable: str) -> set[str]:
@@ -124,8 +132,8 @@ class LaunchFileFacts(ast.NodeVisitor):
         names: set[str] = set()
         for comp in self._comprehensions:
             target = comp.target
-            targets = [target] if isinstance(target, ast.Name) else list(
-                getattr(target, "elts", [])
+            targets = (
+                [target] if isinstance(target, ast.Name) else list(getattr(target, "elts", []))
             )
             if not targets or not isinstance(targets[0], ast.Name):
                 continue
@@ -147,9 +155,12 @@ class LaunchFileFacts(ast.NodeVisitor):
     def analyse(self, tree: ast.Module) -> LaunchFileFacts:
         self._comprehensions = [c for n in ast.walk(tree) for c in getattr(n, "generators", [])]
         self._assignments = [
-            n for n in ast.walk(tree)
-            if isinstance(n, ast.Assign) and len(n.targets) == 1
-            and isinstance(n.targets[0], ast.Name) and isinstance(n.value, ast.List)
+            n
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Assign)
+            and len(n.targets) == 1
+            and isinstance(n.targets[0], ast.Name)
+            and isinstance(n.value, ast.List)
         ]
         for stmt in tree.body:  # module constants first, so uses anywhere resolve
             if isinstance(stmt, ast.Assign):
@@ -183,8 +194,9 @@ def test_launch_file_arguments_are_declared(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", LAUNCH_FILES)
-def test_launch_file_names_only_installed_files_and_executables(name: str, share: Path,
-                                                                 colcon_build: Any) -> None:
+def test_launch_file_names_only_installed_files_and_executables(
+    name: str, share: Path, colcon_build: Any
+) -> None:
     f = facts(name)
     assert (share / "launch" / name).is_file(), f"{name} is not installed"
     assert f.files, f"found no file references in {name}"
@@ -220,8 +232,9 @@ def test_rviz_config_shows_the_outputs_in_the_left_optical_frame(share: Path) ->
     manager = config["Visualization Manager"]
     assert manager["Global Options"]["Fixed Frame"] == DEFAULT_FRAME_ID
     displays = manager["Displays"]
-    images = {d["Topic"]["Value"]: d for d in displays
-              if d["Class"] == "rviz_default_plugins/Image"}
+    images = {
+        d["Topic"]["Value"]: d for d in displays if d["Class"] == "rviz_default_plugins/Image"
+    }
     assert set(images) == {"/left/image_rect", "/semantic/color", "/disparity/color"}
     assert all(d["Enabled"] for d in images.values())
     clouds = [d for d in displays if d["Class"] == "rviz_default_plugins/PointCloud2"]
@@ -244,11 +257,15 @@ def test_rviz_config_shows_the_outputs_in_the_left_optical_frame(share: Path) ->
 HAVE_LAUNCH = all(importlib.util.find_spec(m) is not None for m in ("launch", "launch_ros"))
 
 
-@pytest.mark.skipif(not HAVE_LAUNCH, reason="launch/launch_ros not installed (no ROS install; "
-                    "not on PyPI); the ast tests above cover the launch files here")
+@pytest.mark.skipif(
+    not HAVE_LAUNCH,
+    reason="launch/launch_ros not installed (no ROS install; "
+    "not on PyPI); the ast tests above cover the launch files here",
+)
 @pytest.mark.parametrize("name", LAUNCH_FILES)
-def test_generate_launch_description_builds(name: str, share: Path, colcon_build: Any,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_generate_launch_description_builds(
+    name: str, share: Path, colcon_build: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from launch import LaunchContext, LaunchDescription
     from launch.actions import ExecuteProcess, TimerAction
     from launch_ros.actions import Node
@@ -284,5 +301,6 @@ def test_generate_launch_description_builds(name: str, share: Path, colcon_build
     nodes = [e for e in started if isinstance(e, Node)]
     assert len(nodes) == 1  # rviz:=false by default
     if name == "replay.launch.py":
-        assert sum(isinstance(e, ExecuteProcess) and not isinstance(e, Node)
-                   for e in started) == 2  # ros2 bag record and ros2 bag play
+        assert (
+            sum(isinstance(e, ExecuteProcess) and not isinstance(e, Node) for e in started) == 2
+        )  # ros2 bag record and ros2 bag play

@@ -60,8 +60,10 @@ def _no_camera_info(live: Live, frame: Frame) -> None:
     # the images must reach the synchroniser before the next set supersedes them (otherwise
     # they would arrive late and count as stale); its counters in /diagnostics show that
     driver.wait_for(
-        lambda: (d := driver.latest_diagnostics())
-        and all(int(d[k]) > int(before[k]) for k in ("sync_received_0", "sync_received_1")),
+        lambda: (
+            (d := driver.latest_diagnostics())
+            and all(int(d[k]) > int(before[k]) for k in ("sync_received_0", "sync_received_1"))
+        ),
         20,
         "the node to receive the images without camera_info",
     )
@@ -115,9 +117,7 @@ def test_bad_frame_is_dropped_and_the_next_good_frame_answered(live: Live, reaso
         driver.publish(bad)
         # wait for the drop: a good set sent at once could replace the bad one in the worker's
         # mailbox before the worker took it (then it would be dropped as busy instead)
-        driver.wait_for(
-            lambda: live.node.lines("ERROR", since=start), 20, f"the {reason} error"
-        )
+        driver.wait_for(lambda: live.node.lines("ERROR", since=start), 20, f"the {reason} error")
     else:
         send(live, bad)
     good = make_frame(driver.next_stamp(), seed=3)
@@ -194,9 +194,11 @@ def test_images_without_camera_info_warn_that_no_set_forms(live: Live) -> None:
     driver.publish(good)
     driver.wait_outputs(good.stamp_ns)
     values = driver.wait_for(
-        lambda: (d := driver.latest_diagnostics())
-        and int(d["dropped_no_camera_info"]) >= before + 10
-        and d,
+        lambda: (
+            (d := driver.latest_diagnostics())
+            and int(d["dropped_no_camera_info"]) >= before + 10
+            and d
+        ),
         10,
         "diagnostics counting the frames without camera_info",
     )
@@ -218,10 +220,16 @@ def _start_up_failure(colcon_build: Any, tmp_path: Path, *args: str) -> tuple[in
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (("-p", "architecture:=corr_mtl"), r"architecture 'corr_mtl' is not implemented in this "
-                                           r"release; available: esp_joint"),
-        (("-p", "approximate_sync:=true", "-p", "sync_slop:=0.0"), r"approximate_sync needs "
-                                                                  r"sync_slop > 0"),
+        (
+            ("-p", "architecture:=corr_mtl"),
+            r"architecture 'corr_mtl' is not implemented in this "
+            r"release; available: esp_joint",
+        ),
+        (
+            ("-p", "approximate_sync:=true", "-p", "sync_slop:=0.0"),
+            r"approximate_sync needs "
+            r"sync_slop > 0",
+        ),
         (("-p", "device:=gpu"), r"device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
     ],
     ids=["unregistered_architecture", "approximate_sync_without_slop", "bad_device"],

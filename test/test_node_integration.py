@@ -37,8 +37,10 @@ from stereo_semantic_ros.ros.node_stats import DROP_REASONS
 DOMAIN_ID = 53
 # one input and one output with QoS overridden through rclpy's qos_overrides parameters
 QOS_OVERRIDES = (
-    "-p", "qos_overrides./right/camera_info.subscription.reliability:=reliable",
-    "-p", "qos_overrides./disparity/color.publisher.reliability:=best_effort",
+    "-p",
+    "qos_overrides./right/camera_info.subscription.reliability:=reliable",
+    "-p",
+    "qos_overrides./disparity/color.publisher.reliability:=best_effort",
 )
 MAX_DEPTH = 100.0  # points_max_depth in config/esp_joint.yaml
 
@@ -160,8 +162,10 @@ def test_qos_defaults_and_overrides(live: Live) -> None:
     node = live.driver.node
 
     def endpoint(topic: str, publisher: bool) -> Any:
-        get = node.get_publishers_info_by_topic if publisher else (
-            node.get_subscriptions_info_by_topic
+        get = (
+            node.get_publishers_info_by_topic
+            if publisher
+            else (node.get_subscriptions_info_by_topic)
         )
         (info,) = [i for i in get(topic) if i.node_name == "stereo_semantic_node"]
         return info.qos_profile
@@ -193,8 +197,7 @@ def test_diagnostics_report_device_latency_and_counts(live: Live) -> None:
     driver.wait_outputs(frame.stamp_ns)
     published = int(driver.latest_diagnostics()["frames_published"])
     values = driver.wait_for(
-        lambda: (d := driver.latest_diagnostics()) and int(d["frames_published"]) > published
-        and d,
+        lambda: (d := driver.latest_diagnostics()) and int(d["frames_published"]) > published and d,
         10,
         "diagnostics counting the new frame",
     )

@@ -116,8 +116,8 @@ def test_designed_but_unregistered_architectures_are_not_implemented(architectur
 def test_approximate_sync_needs_a_slop() -> None:
     with pytest.raises(SettingsError, match="approximate_sync needs sync_slop > 0"):
         NodeSettings(approximate_sync=True, sync_slop=0.0)
-    assert NodeSettings(approximate_sync=False, sync_slop=0.0).sync_description().startswith(
-        "exact"
+    assert (
+        NodeSettings(approximate_sync=False, sync_slop=0.0).sync_description().startswith("exact")
     )
 
 
@@ -129,16 +129,27 @@ def test_integers_widen_to_float_but_not_the_other_way() -> None:
 
 def test_live_parameters_are_the_switches_and_output_options() -> None:
     assert LIVE_PARAMETERS == {
-        "publish_disparity", "publish_depth", "publish_points", "publish_labels",
-        "publish_semantic_color", "publish_disparity_color", "points_organized",
-        "points_stride", "points_max_depth", "points_confidence", "min_confidence",
+        "publish_disparity",
+        "publish_depth",
+        "publish_points",
+        "publish_labels",
+        "publish_semantic_color",
+        "publish_disparity_color",
+        "points_organized",
+        "points_stride",
+        "points_max_depth",
+        "points_confidence",
+        "min_confidence",
         "semantic_blend",
     }
 
 
 def test_settings_build_the_point_cloud_options_and_topics() -> None:
     settings = NodeSettings(
-        points_organized=False, points_stride=3, points_max_depth=7.5, points_confidence=True,
+        points_organized=False,
+        points_stride=3,
+        points_max_depth=7.5,
+        points_confidence=True,
         publish_disparity_color=False,
     )
     assert settings.cloud_options() == PointCloudOptions(False, 3, 7.5, True)

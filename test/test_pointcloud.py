@@ -18,8 +18,8 @@ from stereo_semantic_ros.pointcloud import (
 def _scene(h=4, w=5, seed=0):
     rng = np.random.default_rng(seed)
     xyz = rng.uniform(-5, 40, size=(h, w, 3)).astype(np.float32)
-    xyz[0, 0] = np.nan           # fully invalid point
-    xyz[2, 3, 2] = np.nan        # partly invalid point counts as invalid
+    xyz[0, 0] = np.nan  # fully invalid point
+    xyz[2, 3, 2] = np.nan  # partly invalid point counts as invalid
     xyz[3, 1, 0] = np.inf
     rgb = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
     labels = rng.integers(0, 19, size=(h, w), dtype=np.uint8)
@@ -42,8 +42,14 @@ def test_cloud_dtype_layout():
 
 @pytest.mark.parametrize(
     "rgb, expected",
-    [((255, 0, 0), 0x00FF0000), ((0, 255, 0), 0x0000FF00), ((0, 0, 255), 0x000000FF),
-     ((1, 2, 3), 0x00010203), ((255, 255, 255), 0x00FFFFFF), ((0, 0, 0), 0)],
+    [
+        ((255, 0, 0), 0x00FF0000),
+        ((0, 255, 0), 0x0000FF00),
+        ((0, 0, 255), 0x000000FF),
+        ((1, 2, 3), 0x00010203),
+        ((255, 255, 255), 0x00FFFFFF),
+        ((0, 0, 0), 0),
+    ],
 )
 def test_pack_rgb_matches_hand_computed_uint32(rgb, expected):
     packed = pack_rgb(np.array(rgb, dtype=np.uint8))
@@ -96,8 +102,7 @@ def test_build_cloud_dense_drops_non_finite_points_in_row_major_order():
     keep = np.isfinite(xyz).all(axis=2)
     assert keep.sum() == 20 - 3
     assert cloud.shape == (17,) and cloud.dtype == cloud_dtype(True)
-    np.testing.assert_array_equal(
-        np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=1), xyz[keep])
+    np.testing.assert_array_equal(np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=1), xyz[keep])
     np.testing.assert_array_equal(unpack_rgb(cloud["rgb"]), rgb[keep])
     np.testing.assert_array_equal(cloud["label"], labels[keep])
     np.testing.assert_array_equal(cloud["confidence"], conf[keep])
@@ -134,9 +139,9 @@ def test_apply_stride_and_range():
     expected_z = xyz[::2, ::2, 2]
     far = expected_z > 20.0
     assert far.any() and (~far).any()
-    assert np.isnan(out[far]).all()               # x, y and z all invalid
+    assert np.isnan(out[far]).all()  # x, y and z all invalid
     np.testing.assert_array_equal(out[~far][:, 2], expected_z[~far])
-    assert not np.isnan(xyz).any()                # input untouched
+    assert not np.isnan(xyz).any()  # input untouched
     same = apply_stride_and_range(xyz)
     np.testing.assert_array_equal(same, xyz)
     assert not np.shares_memory(same, xyz)
@@ -146,10 +151,16 @@ def test_apply_stride_and_range():
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"stride": 0}, "stride must be >= 1"), ({"stride": -2}, "stride must be >= 1"),
-     ({"stride": 1.5}, "integer"), ({"stride": True}, "integer"),
-     ({"max_depth": 0.0}, "max_depth must be > 0"), ({"max_depth": -3}, "max_depth must be > 0"),
-     ({"max_depth": math.nan}, "max_depth must be > 0"), ({"max_depth": "far"}, "number")],
+    [
+        ({"stride": 0}, "stride must be >= 1"),
+        ({"stride": -2}, "stride must be >= 1"),
+        ({"stride": 1.5}, "integer"),
+        ({"stride": True}, "integer"),
+        ({"max_depth": 0.0}, "max_depth must be > 0"),
+        ({"max_depth": -3}, "max_depth must be > 0"),
+        ({"max_depth": math.nan}, "max_depth must be > 0"),
+        ({"max_depth": "far"}, "number"),
+    ],
 )
 def test_point_cloud_options_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):

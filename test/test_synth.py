@@ -50,8 +50,13 @@ def warp_error(sample, offset: float = 0.0) -> float:
     h, w = sample.disparity.shape
     map_x = np.arange(w, dtype=np.float32)[None, :] - sample.disparity - np.float32(offset)
     map_y = np.repeat(np.arange(h, dtype=np.float32)[:, None], w, axis=1)
-    warped = cv2.remap(sample.right, map_x.astype(np.float32), map_y, cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.remap(
+        sample.right,
+        map_x.astype(np.float32),
+        map_y,
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
     diff = np.abs(warped.astype(np.float32) - sample.left.astype(np.float32)).mean(axis=2)
     return float(diff[sample.noc].mean())
 
@@ -145,16 +150,28 @@ def _parse_calib(path):
     for line in path.read_text().splitlines():
         key, _, value = line.partition(":")
         rows[key] = value.split()
-    return (np.array(rows["P_rect_02"], float).reshape(3, 4),
-            np.array(rows["P_rect_03"], float).reshape(3, 4))
+    return (
+        np.array(rows["P_rect_02"], float).reshape(3, 4),
+        np.array(rows["P_rect_03"], float).reshape(3, 4),
+    )
 
 
 def test_kitti_writer_layout_and_encoding(samples, tmp_path):
     s = samples[1]
     written = write_kitti_sample(tmp_path, 5, s)
     base = tmp_path / "training"
-    expected = {"image_2", "image_3", "disp_occ_0", "disp_noc_0", "semantic", "semantic_rgb",
-                "calib_cam_to_cam", "depth_0", "disp_occ_right", "semantic_right"}
+    expected = {
+        "image_2",
+        "image_3",
+        "disp_occ_0",
+        "disp_noc_0",
+        "semantic",
+        "semantic_rgb",
+        "calib_cam_to_cam",
+        "depth_0",
+        "disp_occ_right",
+        "semantic_right",
+    }
     assert {p.name for p in base.iterdir()} == expected
     assert set(written) == expected
     for folder in expected - {"calib_cam_to_cam"}:
@@ -193,8 +210,24 @@ def test_kitti_writer_layout_and_encoding(samples, tmp_path):
 
 def test_cli_writes_dataset_and_summary(tmp_path, capsys):
     out = tmp_path / "synth"
-    rc = synth_main(["--out", str(out), "--count", "3", "--val-count", "2", "--width", "128",
-                     "--height", "48", "--seed", "4", "--workers", "1"])
+    rc = synth_main(
+        [
+            "--out",
+            str(out),
+            "--count",
+            "3",
+            "--val-count",
+            "2",
+            "--width",
+            "128",
+            "--height",
+            "48",
+            "--seed",
+            "4",
+            "--workers",
+            "1",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "wrote 5 samples" in text and "class pixel frequencies" in text
@@ -218,8 +251,25 @@ def test_cli_writes_dataset_and_summary(tmp_path, capsys):
     assert np.array_equal(on_disk, again.left)
 
     # another folder of the same root is added to the meta; other settings are refused
-    assert synth_main(["--out", str(out), "--count", "1", "--width", "128", "--height", "48",
-                       "--split", "testing", "--workers", "1"]) == 0
+    assert (
+        synth_main(
+            [
+                "--out",
+                str(out),
+                "--count",
+                "1",
+                "--width",
+                "128",
+                "--height",
+                "48",
+                "--split",
+                "testing",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((out / "synthetic_meta.json").read_text())
     assert set(meta["subsets"]) == {"train", "val", "testing"}
     assert (out / "testing" / "image_3" / "000000_10.png").is_file()
@@ -230,12 +280,34 @@ def test_cli_writes_dataset_and_summary(tmp_path, capsys):
 
 def test_kitti_loader_reads_what_the_generator_wrote(tmp_path):
     """The package's KITTI 2015 loader returns the in-memory sample from the written files."""
-    assert synth_main(["--out", str(tmp_path), "--count", "1", "--val-count", "1", "--width",
-                       "128", "--height", "48", "--workers", "1"]) == 0
+    assert (
+        synth_main(
+            [
+                "--out",
+                str(tmp_path),
+                "--count",
+                "1",
+                "--val-count",
+                "1",
+                "--width",
+                "128",
+                "--height",
+                "48",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((tmp_path / "synthetic_meta.json").read_text())
     ref = generate_sample(meta["subsets"]["val"]["seeds"][0], 128, 48)
-    data = Kitti2015(tmp_path, "training", file_list=tmp_path / "val.txt",
-                     right_disparity_dir="disp_occ_right", right_semantic_dir="semantic_right")
+    data = Kitti2015(
+        tmp_path,
+        "training",
+        file_list=tmp_path / "val.txt",
+        right_disparity_dir="disp_occ_right",
+        right_semantic_dir="semantic_right",
+    )
     assert len(data) == 1
     got = data[0]
     assert np.array_equal(got.left, ref.left) and np.array_equal(got.right, ref.right)

@@ -263,10 +263,16 @@ def test_plot_curves_from_csv(tmp_path: Path) -> None:
         w.writerow(["step", "phase", "train/loss", "val/loss", "val/epe", "lr"])
         for step in range(0, 200, 10):
             val = step % 50 == 0
-            w.writerow([
-                step, "train", 2.0 / (1 + step),
-                0.5 if val else "", 3.0 - step / 100 if val else "", 1e-3,
-            ])
+            w.writerow(
+                [
+                    step,
+                    "train",
+                    2.0 / (1 + step),
+                    0.5 if val else "",
+                    3.0 - step / 100 if val else "",
+                    1e-3,
+                ]
+            )
     out = plot_curves(csv_path, tmp_path / "plots" / "curves.png", title="run")
     assert out.exists() and out.stat().st_size > 1000
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

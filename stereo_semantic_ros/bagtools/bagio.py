@@ -71,11 +71,15 @@ def check_output_path(path: str | Path, overwrite: bool) -> Path:
     path = Path(path)
     if path.exists() or path.is_symlink():
         if not overwrite:
-            raise BagError(f"{path} already exists; not overwriting it (pass --overwrite to "
-                           "replace it, or choose another --out)")
+            raise BagError(
+                f"{path} already exists; not overwriting it (pass --overwrite to "
+                "replace it, or choose another --out)"
+            )
         if not _ours(path):
-            raise BagError(f"{path} exists and is not a bag or replay output; refusing to delete "
-                           "it even with --overwrite; remove it yourself or choose another --out")
+            raise BagError(
+                f"{path} exists and is not a bag or replay output; refusing to delete "
+                "it even with --overwrite; remove it yourself or choose another --out"
+            )
         shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
@@ -105,13 +109,15 @@ class BagWriter:
         self.counts: dict[str, int] = {}
         self.closed = False
 
-    def add_topic(self, topic: str, msgtype: str, msgdef: str | None = None,
-                  rihs01: str | None = None) -> None:
+    def add_topic(
+        self, topic: str, msgtype: str, msgdef: str | None = None, rihs01: str | None = None
+    ) -> None:
         """Register ``topic`` now (it is listed in the bag even if no message follows)."""
         self._connection(topic, msgtype, msgdef, rihs01)
 
-    def _connection(self, topic: str, msgtype: str, msgdef: str | None = None,
-                    rihs01: str | None = None) -> Any:
+    def _connection(
+        self, topic: str, msgtype: str, msgdef: str | None = None, rihs01: str | None = None
+    ) -> Any:
         conn = self._connections.get(topic)
         if conn is None:
             if msgdef and rihs01:
@@ -130,8 +136,15 @@ class BagWriter:
         data = M.serialize(msg, msgtype)
         self.write_raw(topic, msgtype, data, timestamp_ns)
 
-    def write_raw(self, topic: str, msgtype: str, data: bytes | memoryview, timestamp_ns: int,
-                  msgdef: str | None = None, rihs01: str | None = None) -> None:
+    def write_raw(
+        self,
+        topic: str,
+        msgtype: str,
+        data: bytes | memoryview,
+        timestamp_ns: int,
+        msgdef: str | None = None,
+        rihs01: str | None = None,
+    ) -> None:
         """Write already serialised CDR bytes (e.g. copied from another bag)."""
         conn = self._connection(topic, msgtype, msgdef, rihs01)
         self._writer.write(conn, int(timestamp_ns), data)
@@ -178,8 +191,18 @@ def open_bag(path: str | Path) -> AnyReader:
     reader = AnyReader([path], default_typestore=M.typestore())
     try:
         reader.open()
-    except (AnyReaderError, ReaderError, sqlite3.DatabaseError, struct.error, EOFError,
-            OSError, KeyError, ValueError, IndexError, AssertionError) as exc:
+    except (
+        AnyReaderError,
+        ReaderError,
+        sqlite3.DatabaseError,
+        struct.error,
+        EOFError,
+        OSError,
+        KeyError,
+        ValueError,
+        IndexError,
+        AssertionError,
+    ) as exc:
         # rosbags reports damage in the storage file as whichever of these its parser hit
         raise BagError(
             f"bag {path} is corrupt or truncated and cannot be opened ({type(exc).__name__}: "

@@ -115,8 +115,12 @@ def frame_messages(
         gt = np.where(valid & np.isfinite(sample.disparity), sample.disparity, GT_INVALID)
         top = float(gt.max()) if gt.size and gt.max() > 0 else 1.0
         msgs["gt_disparity"] = M.disparity_msg(
-            gt.astype(np.float32), h_left, calib, GT_MIN_DISPARITY,
-            max_disparity=float(max(1.0, math.ceil(top))), delta_d=1.0 / 256.0,
+            gt.astype(np.float32),
+            h_left,
+            calib,
+            GT_MIN_DISPARITY,
+            max_disparity=float(max(1.0, math.ceil(top))),
+            delta_d=1.0 / 256.0,
         )
     if sample.labels is not None:
         msgs["gt_labels"] = M.image_msg(sample.labels.astype(np.uint8), "mono8", h_left)
@@ -232,10 +236,14 @@ def format_summary(summary: BagSummary) -> str:
     width = max((len(t) for t in summary.topic_counts), default=0)
     lines += [f"  {t:<{width}}  {n:5d} msgs" for t, n in summary.topic_counts.items()]
     if summary.skipped:
-        lines.append(f"  skipped {len(summary.skipped)} unreadable sample(s): "
-                     + ", ".join(summary.skipped[:10]))
-    lines.append(f"play it: ros2 bag play {summary.path} --clock   "
-                 f"replay it: stereo-semantic-replay {summary.path}")
+        lines.append(
+            f"  skipped {len(summary.skipped)} unreadable sample(s): "
+            + ", ".join(summary.skipped[:10])
+        )
+    lines.append(
+        f"play it: ros2 bag play {summary.path} --clock   "
+        f"replay it: stereo-semantic-replay {summary.path}"
+    )
     return "\n".join(lines)
 
 
@@ -246,29 +254,57 @@ def build_parser() -> argparse.ArgumentParser:
         "rectified images, camera infos and ground truth.",
     )
     p.add_argument("--out", required=True, type=Path, help="bag directory to create")
-    p.add_argument("--source", choices=SOURCES, default="synthetic",
-                   help="where the frames come from (default: synthetic)")
+    p.add_argument(
+        "--source",
+        choices=SOURCES,
+        default="synthetic",
+        help="where the frames come from (default: synthetic)",
+    )
     p.add_argument("--data", type=Path, help="dataset root (for kitti2015, cityscapes, vkitti2)")
-    p.add_argument("--split", help="dataset split (kitti2015: training; cityscapes: val; "
-                   "vkitti2: comma-separated scenes)")
+    p.add_argument(
+        "--split",
+        help="dataset split (kitti2015: training; cityscapes: val; "
+        "vkitti2: comma-separated scenes)",
+    )
     p.add_argument("--count", type=int, default=20, help="frames to write (default: 20)")
-    p.add_argument("--width", type=int, help="image width in pixels (synthetic default 512; "
-                   "datasets are resized only when --width and --height are given)")
+    p.add_argument(
+        "--width",
+        type=int,
+        help="image width in pixels (synthetic default 512; "
+        "datasets are resized only when --width and --height are given)",
+    )
     p.add_argument("--height", type=int, help="image height in pixels (synthetic default 160)")
     p.add_argument("--seed", type=int, default=0, help="first synthetic scene seed (default: 0)")
     p.add_argument("--rate", type=float, default=10.0, help="frames per second (default: 10)")
-    p.add_argument("--start", type=float, default=DEFAULT_START_S,
-                   help=f"stamp of the first frame, seconds since the epoch "
-                   f"(default: {DEFAULT_START_S:.0f})")
-    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap",
-                   help="rosbag2 storage plugin (default: mcap)")
-    p.add_argument("--bag-version", type=int, choices=(8, 9), default=9,
-                   help="rosbag2 metadata version: 9 for Jazzy and later (default), 8 for "
-                   "Humble/Iron's ros2 bag")
-    p.add_argument("--frame-id", default=DEFAULT_FRAME_ID,
-                   help=f"tf frame of the left camera (default: {DEFAULT_FRAME_ID})")
-    p.add_argument("--right-frame-id", help="tf frame of the right camera (default: the left "
-                   "one with 'left' replaced by 'right')")
+    p.add_argument(
+        "--start",
+        type=float,
+        default=DEFAULT_START_S,
+        help=f"stamp of the first frame, seconds since the epoch (default: {DEFAULT_START_S:.0f})",
+    )
+    p.add_argument(
+        "--storage",
+        choices=("mcap", "sqlite3"),
+        default="mcap",
+        help="rosbag2 storage plugin (default: mcap)",
+    )
+    p.add_argument(
+        "--bag-version",
+        type=int,
+        choices=(8, 9),
+        default=9,
+        help="rosbag2 metadata version: 9 for Jazzy and later (default), 8 for "
+        "Humble/Iron's ros2 bag",
+    )
+    p.add_argument(
+        "--frame-id",
+        default=DEFAULT_FRAME_ID,
+        help=f"tf frame of the left camera (default: {DEFAULT_FRAME_ID})",
+    )
+    p.add_argument(
+        "--right-frame-id",
+        help="tf frame of the right camera (default: the left one with 'left' replaced by 'right')",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -294,9 +330,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.width is not None and args.width < 8 or args.height is not None and args.height < 8:
             raise MakeBagError(f"image size must be at least 8x8, got {args.width}x{args.height}")
         summary = write_bag(
-            samples, args.out, count=args.count, rate_hz=args.rate, storage=args.storage,
-            frame_id=args.frame_id, right_frame_id=args.right_frame_id, start_s=args.start,
-            overwrite=args.overwrite, progress=not args.no_progress, bag_version=args.bag_version,
+            samples,
+            args.out,
+            count=args.count,
+            rate_hz=args.rate,
+            storage=args.storage,
+            frame_id=args.frame_id,
+            right_frame_id=args.right_frame_id,
+            start_s=args.start,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            bag_version=args.bag_version,
         )
     except (ValueError, BagError) as exc:
         print(f"stereo-semantic-make-bag: error: {exc}", file=sys.stderr)

@@ -78,8 +78,9 @@ def header(stamp_ns: int, frame_id: str) -> Any:
     ts = typestore()
     sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
     time_cls = ts.types["builtin_interfaces/msg/Time"]
-    return ts.types["std_msgs/msg/Header"](stamp=time_cls(sec=sec, nanosec=nanosec),
-                                           frame_id=frame_id)
+    return ts.types["std_msgs/msg/Header"](
+        stamp=time_cls(sec=sec, nanosec=nanosec), frame_id=frame_id
+    )
 
 
 def image_msg(array: np.ndarray, encoding: str, hdr: Any) -> Any:
@@ -99,8 +100,10 @@ def image_msg(array: np.ndarray, encoding: str, hdr: Any) -> Any:
     dtype, channels = ENCODING_LAYOUT[encoding]
     arr = np.asarray(array)
     ndim = 2 if channels == 1 else 3
-    if arr.ndim != ndim or (channels > 1 and arr.shape[2] != channels) or (
-        arr.dtype.kind != dtype.kind or arr.dtype.itemsize != dtype.itemsize
+    if (
+        arr.ndim != ndim
+        or (channels > 1 and arr.shape[2] != channels)
+        or (arr.dtype.kind != dtype.kind or arr.dtype.itemsize != dtype.itemsize)
     ):
         raise MessageConversionError(
             f"encoding {encoding} needs a {dtype.name} array with {channels} channel(s), got "

@@ -89,9 +89,7 @@ class Kitti2015(StereoDataset):
             raise DatasetError(f"kitti2015: split must be 'training' or 'testing', got {split!r}")
         base = root / split
         if not (base / "image_2").is_dir():
-            raise DatasetError(
-                f"kitti2015: {base / 'image_2'} does not exist; expected {_LAYOUT}"
-            )
+            raise DatasetError(f"kitti2015: {base / 'image_2'} does not exist; expected {_LAYOUT}")
         scenes = sorted(p.name[: -len("_10.png")] for p in (base / "image_2").glob("*_10.png"))
         if not scenes:
             raise DatasetError(

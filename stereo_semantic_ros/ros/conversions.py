@@ -85,8 +85,9 @@ _POINTFIELD_TYPES: dict[np.dtype, int] = {
 class EncodingError(ValueError):
     """An image encoding this package cannot read or write."""
 
-    def __init__(self, encoding: str, supported: tuple[str, ...] = SUPPORTED_ENCODINGS,
-                 what: str = "image") -> None:
+    def __init__(
+        self, encoding: str, supported: tuple[str, ...] = SUPPORTED_ENCODINGS, what: str = "image"
+    ) -> None:
         self.encoding = encoding
         super().__init__(
             f"unsupported {what} encoding {encoding!r}; supported: {', '.join(supported)}. "
@@ -292,8 +293,9 @@ def disparity_to_msg(
             f"calibration is for {calib.width}x{calib.height} but the disparity is {w}x{h}; "
             "f must match the disparity's resolution, pass calib.scaled(sx, sy)"
         )
-    if not (np.isfinite(min_disparity) and np.isfinite(max_disparity)
-            and min_disparity < max_disparity):
+    if not (
+        np.isfinite(min_disparity) and np.isfinite(max_disparity) and min_disparity < max_disparity
+    ):
         raise ValueError(
             f"need finite min_disparity < max_disparity, got {min_disparity}, {max_disparity}"
         )
@@ -307,7 +309,7 @@ def disparity_to_msg(
     roi = RegionOfInterest()
     rows = np.flatnonzero(valid.any(axis=1))
     if rows.size:
-        cols = np.flatnonzero(valid[rows[0]:rows[-1] + 1].any(axis=0))
+        cols = np.flatnonzero(valid[rows[0] : rows[-1] + 1].any(axis=0))
         roi.y_offset, roi.height = int(rows[0]), int(rows[-1] - rows[0] + 1)
         roi.x_offset, roi.width = int(cols[0]), int(cols[-1] - cols[0] + 1)
 

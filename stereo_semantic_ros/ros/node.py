@@ -110,7 +110,8 @@ def input_qos(reliability: str) -> QoSProfile:
         history=HistoryPolicy.KEEP_LAST,
         depth=5,
         reliability=(
-            ReliabilityPolicy.RELIABLE if reliability == "reliable"
+            ReliabilityPolicy.RELIABLE
+            if reliability == "reliable"
             else ReliabilityPolicy.BEST_EFFORT
         ),
         durability=DurabilityPolicy.VOLATILE,
@@ -424,9 +425,7 @@ class StereoSemanticNode(Node):
         self._last_set_stamp = stamp
         self._unpaired_since = None
         self._sets += 1
-        frame = _FrameSet(
-            left, right, left_info, right_info, stamp, self._left_rx.pop(stamp, now)
-        )
+        frame = _FrameSet(left, right, left_info, right_info, stamp, self._left_rx.pop(stamp, now))
         with self._mailbox_cond:
             replaced, self._mailbox = self._mailbox, frame
             self._mailbox_cond.notify()

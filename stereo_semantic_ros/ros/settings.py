@@ -396,9 +396,13 @@ def _check_special(name: str, value: Any) -> None:
         path = resolve_weights(value)
         assert path is not None
         if not path.is_file():
-            where = "" if Path(value).expanduser().is_absolute() else (
-                f" (a relative path resolves against {models_dir()}; give an absolute path for "
-                "files elsewhere)"
+            where = (
+                ""
+                if Path(value).expanduser().is_absolute()
+                else (
+                    f" (a relative path resolves against {models_dir()}; give an absolute path for "
+                    "files elsewhere)"
+                )
             )
             raise SettingsError(f"weights file {path} does not exist{where}")
     if name == "label_set" and value:

@@ -52,8 +52,16 @@ from stereo_semantic_ros.synth.kitti_writer import (
 from stereo_semantic_ros.synth.textures import build_texture_bank
 
 NUM_CLASSES = CITYSCAPES_19.num_classes
-_SETTINGS_KEYS = ("width", "height", "focal", "baseline", "camera_height", "noise", "photos",
-                  "generator_version")
+_SETTINGS_KEYS = (
+    "width",
+    "height",
+    "focal",
+    "baseline",
+    "camera_height",
+    "noise",
+    "photos",
+    "generator_version",
+)
 
 
 def sample_seed(base_seed: int, subset: str, index: int) -> int:
@@ -67,15 +75,23 @@ def subset_names(split: str) -> tuple[str, str]:
     return ("train", "val") if split == "training" else (split, f"{split}_val")
 
 
-def _render_job(job: tuple[str, str, str, int, int, dict[str, Any]]
-                ) -> tuple[str, int, int, np.ndarray]:
+def _render_job(
+    job: tuple[str, str, str, int, int, dict[str, Any]],
+) -> tuple[str, int, int, np.ndarray]:
     """Render and write one sample; returns (subset, index, seed, stats) with stats =
     [pixels per train id 0..18, ignore pixels, valid pixels, noc pixels, total pixels]."""
     root, split, subset, index, seed, opts = job
-    sample = generate_sample(seed, opts["width"], opts["height"], focal=opts["focal"],
-                             baseline=opts["baseline"], camera_height=opts["camera_height"],
-                             noise=opts["noise"], use_photos=opts["photos"],
-                             name=f"{index:06d}_10")
+    sample = generate_sample(
+        seed,
+        opts["width"],
+        opts["height"],
+        focal=opts["focal"],
+        baseline=opts["baseline"],
+        camera_height=opts["camera_height"],
+        noise=opts["noise"],
+        use_photos=opts["photos"],
+        name=f"{index:06d}_10",
+    )
     write_kitti_sample(root, index, sample, split)
     counts = np.bincount(np.minimum(sample.labels.ravel(), NUM_CLASSES), minlength=NUM_CLASSES + 1)
     extra = [int(sample.valid.sum()), int(sample.noc.sum()), sample.labels.size]
@@ -86,30 +102,53 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="stereo-semantic-synth",
         description="Render procedural stereo street scenes (left/right images, disparity of both "
-                    "views, NOC mask, 19-class labels, depth, calibration) in the KITTI 2015 "
-                    "on-disk layout.",
+        "views, NOC mask, 19-class labels, depth, calibration) in the KITTI 2015 "
+        "on-disk layout.",
     )
     p.add_argument("--out", required=True, type=Path, help="dataset root (created if missing)")
     p.add_argument("--count", type=int, default=300, help="samples to write (default 300)")
-    p.add_argument("--val-count", type=int, default=0,
-                   help="held-out samples written after them, with their own seeds and file "
-                        "list (default 0)")
-    p.add_argument("--split", default="training",
-                   help="folder under --out (default training, as KITTI)")
+    p.add_argument(
+        "--val-count",
+        type=int,
+        default=0,
+        help="held-out samples written after them, with their own seeds and file list (default 0)",
+    )
+    p.add_argument(
+        "--split", default="training", help="folder under --out (default training, as KITTI)"
+    )
     p.add_argument("--width", type=int, default=512, help="image width in pixels (default 512)")
     p.add_argument("--height", type=int, default=160, help="image height in pixels (default 160)")
     p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    p.add_argument("--focal", type=float, default=None,
-                   help="focal length in pixels (default 720 * width / 1242, KITTI's view)")
-    p.add_argument("--baseline", type=float, default=DEFAULT_BASELINE,
-                   help=f"stereo baseline in metres (default {DEFAULT_BASELINE})")
-    p.add_argument("--camera-height", type=float, default=DEFAULT_CAMERA_HEIGHT,
-                   help=f"camera height above the road in metres (default {DEFAULT_CAMERA_HEIGHT})")
+    p.add_argument(
+        "--focal",
+        type=float,
+        default=None,
+        help="focal length in pixels (default 720 * width / 1242, KITTI's view)",
+    )
+    p.add_argument(
+        "--baseline",
+        type=float,
+        default=DEFAULT_BASELINE,
+        help=f"stereo baseline in metres (default {DEFAULT_BASELINE})",
+    )
+    p.add_argument(
+        "--camera-height",
+        type=float,
+        default=DEFAULT_CAMERA_HEIGHT,
+        help=f"camera height above the road in metres (default {DEFAULT_CAMERA_HEIGHT})",
+    )
     p.add_argument("--no-noise", action="store_true", help="render without sensor noise")
-    p.add_argument("--no-photos", action="store_true",
-                   help="procedural textures only (no scikit-image photographs)")
-    p.add_argument("--workers", type=int, default=0,
-                   help="worker processes (default: number of CPUs, at most 8; 1 = no pool)")
+    p.add_argument(
+        "--no-photos",
+        action="store_true",
+        help="procedural textures only (no scikit-image photographs)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="worker processes (default: number of CPUs, at most 8; 1 = no pool)",
+    )
     return p
 
 
@@ -141,9 +180,13 @@ def main(argv: list[str] | None = None) -> int:
             raise SynthConfigError(f"--camera-height must be > 0.2 m, got {args.camera_height}")
         bank = build_texture_bank(not args.no_photos)  # before forking: workers share it
         settings = {
-            "width": args.width, "height": args.height, "focal": calib.fx,
-            "baseline": calib.baseline, "camera_height": args.camera_height,
-            "noise": not args.no_noise, "photos": bank.photos,
+            "width": args.width,
+            "height": args.height,
+            "focal": calib.fx,
+            "baseline": calib.baseline,
+            "camera_height": args.camera_height,
+            "noise": not args.no_noise,
+            "photos": bank.photos,
             "generator_version": GENERATOR_VERSION,
         }
         meta = _check_settings(args.out, settings)
@@ -151,15 +194,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stereo-semantic-synth: error: {exc}", file=sys.stderr)
         return 2
 
-    opts = {"width": args.width, "height": args.height, "focal": calib.fx,
-            "baseline": calib.baseline, "camera_height": args.camera_height,
-            "noise": not args.no_noise, "photos": not args.no_photos}
+    opts = {
+        "width": args.width,
+        "height": args.height,
+        "focal": calib.fx,
+        "baseline": calib.baseline,
+        "camera_height": args.camera_height,
+        "noise": not args.no_noise,
+        "photos": not args.no_photos,
+    }
     main_name, val_name = subset_names(args.split)
     plan = [(main_name, 0, args.count)]
     if args.val_count:
         plan.append((val_name, args.count, args.val_count))
-    jobs = [(str(args.out), args.split, name, first + i, sample_seed(args.seed, name, i), opts)
-            for name, first, count in plan for i in range(count)]
+    jobs = [
+        (str(args.out), args.split, name, first + i, sample_seed(args.seed, name, i), opts)
+        for name, first, count in plan
+        for i in range(count)
+    ]
     workers = args.workers or min(os.cpu_count() or 1, 8)
     workers = max(1, min(workers, len(jobs) or 1))
 
@@ -208,32 +260,40 @@ def main(argv: list[str] | None = None) -> int:
             "valid_fraction": round(float(st[-3]) / total, 6),
             "noc_fraction": round(float(st[-2]) / total, 6),
         }
-    meta.update({
-        "generator": "stereo_semantic_ros.synth",
-        "settings": settings,
-        "calibration": calib.to_dict(),
-        "subsets": subsets,
-        "encoding": {
-            "disparity": "uint16 PNG, value = round(disparity_px * 256), 0 = no ground truth "
-                         "(sky); disp_occ_0 = all pixels, disp_noc_0 = visible in the right view",
-            "semantic": "uint8 PNG of Cityscapes/KITTI labelIds (0 = unlabelled)",
-            "depth_0": f"uint16 PNG, value = round(depth_m * {DEPTH_SCALE:g}) (cm), 0 = none",
-            "disp_occ_right": "right-view disparity, same encoding as disp_occ_0",
-            "semantic_right": "right-view labelIds",
-            "calib_cam_to_cam": "KITTI format; P_rect_02[0,3] = 0, P_rect_03[0,3] = -fx * baseline",
-        },
-    })
+    meta.update(
+        {
+            "generator": "stereo_semantic_ros.synth",
+            "settings": settings,
+            "calibration": calib.to_dict(),
+            "subsets": subsets,
+            "encoding": {
+                "disparity": "uint16 PNG, value = round(disparity_px * 256), 0 = no ground truth "
+                "(sky); disp_occ_0 = all pixels, disp_noc_0 = visible in the right view",
+                "semantic": "uint8 PNG of Cityscapes/KITTI labelIds (0 = unlabelled)",
+                "depth_0": f"uint16 PNG, value = round(depth_m * {DEPTH_SCALE:g}) (cm), 0 = none",
+                "disp_occ_right": "right-view disparity, same encoding as disp_occ_0",
+                "semantic_right": "right-view labelIds",
+                "calib_cam_to_cam": (
+                    "KITTI format; P_rect_02[0,3] = 0, P_rect_03[0,3] = -fx * baseline"
+                ),
+            },
+        }
+    )
     write_meta(args.out, meta)
 
     n = len(jobs)
     total_st = sum(stats.values())
     pixels = max(int(total_st[-1]), 1)
     per = ", ".join(f"{name}: {count} ({args.out / (name + '.txt')})" for name, _, count in plan)
-    print(f"wrote {n} samples of {args.width}x{args.height} to {args.out / args.split} in "
-          f"{elapsed:.1f} s ({elapsed / max(n, 1):.3f} s/sample, {workers} worker(s)); {per}")
-    print(f"disparity ground truth on {100 * total_st[-3] / pixels:.1f}% of pixels "
-          f"(non-occluded {100 * total_st[-2] / pixels:.1f}%); focal {calib.fx:.2f} px, "
-          f"baseline {calib.baseline} m")
+    print(
+        f"wrote {n} samples of {args.width}x{args.height} to {args.out / args.split} in "
+        f"{elapsed:.1f} s ({elapsed / max(n, 1):.3f} s/sample, {workers} worker(s)); {per}"
+    )
+    print(
+        f"disparity ground truth on {100 * total_st[-3] / pixels:.1f}% of pixels "
+        f"(non-occluded {100 * total_st[-2] / pixels:.1f}%); focal {calib.fx:.2f} px, "
+        f"baseline {calib.baseline} m"
+    )
     print("class pixel frequencies (% of all pixels):")
     for i, name in enumerate(CITYSCAPES_19.names):
         print(f"  {i:2d} {name:<14s} {100 * total_st[i] / pixels:6.2f}")

@@ -33,8 +33,9 @@ def default_focal(width: int) -> float:
     return KITTI_FOCAL * width / KITTI_WIDTH
 
 
-def make_calibration(width: int, height: int, focal: float | None = None,
-                     baseline: float = DEFAULT_BASELINE) -> StereoCalibration:
+def make_calibration(
+    width: int, height: int, focal: float | None = None, baseline: float = DEFAULT_BASELINE
+) -> StereoCalibration:
     """Calibration of the synthetic rig: square pixels, principal point at the image centre."""
     if width < 8 or height < 8:
         raise SynthConfigError(f"image size {width}x{height} is too small; use at least 8x8")
@@ -43,12 +44,20 @@ def make_calibration(width: int, height: int, focal: float | None = None,
         raise SynthConfigError(f"focal length must be positive pixels, got {focal}")
     if not np.isfinite(baseline) or baseline <= 0:
         raise SynthConfigError(f"baseline must be positive metres, got {baseline}")
-    return StereoCalibration(fx=f, fy=f, cx=(width - 1) / 2, cy=(height - 1) / 2,
-                             baseline=float(baseline), width=int(width), height=int(height))
+    return StereoCalibration(
+        fx=f,
+        fy=f,
+        cx=(width - 1) / 2,
+        cy=(height - 1) / 2,
+        baseline=float(baseline),
+        width=int(width),
+        height=int(height),
+    )
 
 
-def _camera_response(color: np.ndarray, scene: Scene, rng: np.random.Generator,
-                     noise: bool) -> np.ndarray:
+def _camera_response(
+    color: np.ndarray, scene: Scene, rng: np.random.Generator, noise: bool
+) -> np.ndarray:
     """Exposure, white balance, saturation, gamma and sensor noise -> uint8 RGB."""
     light = scene.lighting
     img = color * np.float32(light.exposure) * light.white_balance.astype(np.float32)
@@ -66,8 +75,9 @@ def _disparity(view: ViewRender, fb: float) -> np.ndarray:
     return np.where(np.isfinite(view.depth), d, np.float32(0.0)).astype(np.float32)
 
 
-def non_occluded(disp_left: np.ndarray, disp_right: np.ndarray,
-                 tol: float = NOC_TOLERANCE_PX) -> np.ndarray:
+def non_occluded(
+    disp_left: np.ndarray, disp_right: np.ndarray, tol: float = NOC_TOLERANCE_PX
+) -> np.ndarray:
     """(H, W) bool: left pixels with disparity whose match ``u - d`` is in the right image and
     shows the same surface (right disparity there agrees within ``tol`` pixels)."""
     H, W = disp_left.shape
@@ -161,7 +171,15 @@ def generate_sample(
         "right_labels": right_view.labels,
     }
     return StereoSample(
-        left=left, right=right, calib=calib, disparity=disp, valid=valid, noc=noc,
-        labels=labels, depth=depth, right_disparity=disp_r,
-        name=name if name is not None else f"synth_{int(seed):08d}", meta=meta,
+        left=left,
+        right=right,
+        calib=calib,
+        disparity=disp,
+        valid=valid,
+        noc=noc,
+        labels=labels,
+        depth=depth,
+        right_disparity=disp_r,
+        name=name if name is not None else f"synth_{int(seed):08d}",
+        meta=meta,
     )

@@ -119,8 +119,9 @@ def _write(path: Path, image: np.ndarray) -> None:
         raise OSError(f"could not write {path}")
 
 
-def write_kitti_sample(root: str | Path, index: int, sample: StereoSample,
-                       split: str = "training") -> dict[str, Path]:
+def write_kitti_sample(
+    root: str | Path, index: int, sample: StereoSample, split: str = "training"
+) -> dict[str, Path]:
     """Write one sample; returns the written paths keyed by folder name.
 
     Needs ``sample.disparity``, ``valid``, ``noc`` and ``labels``; depth, right disparity and
@@ -186,7 +187,14 @@ def write_meta(root: str | Path, meta: dict[str, Any]) -> Path:
 
 
 __all__ = [
-    "DEPTH_SCALE", "META_FILENAME", "KittiWriteError", "calib_text",
-    "encode_depth", "encode_disparity", "read_meta", "train_ids_to_label_ids",
-    "write_kitti_sample", "write_meta",
+    "DEPTH_SCALE",
+    "META_FILENAME",
+    "KittiWriteError",
+    "calib_text",
+    "encode_depth",
+    "encode_disparity",
+    "read_meta",
+    "train_ids_to_label_ids",
+    "write_kitti_sample",
+    "write_meta",
 ]

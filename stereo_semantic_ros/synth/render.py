@@ -199,14 +199,16 @@ def _split(v: np.ndarray) -> Vec:
     return v[:, 0], v[:, 1], v[:, 2]
 
 
-_CORNER_SIGNS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)],
-                         np.float64)
+_CORNER_SIGNS = np.array(
+    [[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], np.float64
+)
 
 
 def _corners(arrays: dict[str, np.ndarray]) -> np.ndarray:
     """(N, 8, 3) world corners of every primitive's bounding box."""
     return arrays["center"][:, None, :] + np.einsum(
-        "ck,nk,njk->ncj", _CORNER_SIGNS, arrays["half"], arrays["rotation"])
+        "ck,nk,njk->ncj", _CORNER_SIGNS, arrays["half"], arrays["rotation"]
+    )
 
 
 def _screen_rects(
@@ -228,16 +230,20 @@ def _point_set_rects(pc: np.ndarray, cam: Pinhole) -> np.ndarray:
     all_front = front.all(axis=1)
 
     def bounds(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        return np.stack([
-            np.clip(np.floor(v.min(axis=-1)) - 1, 0, cam.height),
-            np.clip(np.ceil(v.max(axis=-1)) + 2, 0, cam.height),
-            np.clip(np.floor(u.min(axis=-1)) - 1, 0, cam.width),
-            np.clip(np.ceil(u.max(axis=-1)) + 2, 0, cam.width),
-        ], axis=-1).astype(np.int64)
+        return np.stack(
+            [
+                np.clip(np.floor(v.min(axis=-1)) - 1, 0, cam.height),
+                np.clip(np.ceil(v.max(axis=-1)) + 2, 0, cam.height),
+                np.clip(np.floor(u.min(axis=-1)) - 1, 0, cam.width),
+                np.clip(np.ceil(u.max(axis=-1)) + 2, 0, cam.width),
+            ],
+            axis=-1,
+        ).astype(np.int64)
 
     pa = pc[all_front]
-    rects[all_front] = bounds(cam.fx * pa[..., 0] / pa[..., 2] + cam.cx,
-                              cam.fy * pa[..., 1] / pa[..., 2] + cam.cy)
+    rects[all_front] = bounds(
+        cam.fx * pa[..., 0] / pa[..., 2] + cam.cx, cam.fy * pa[..., 1] / pa[..., 2] + cam.cy
+    )
     for i in np.nonzero(front.any(axis=1) & ~all_front)[0]:
         # the hull's part in front of the near plane lies in the hull of the points in front
         # and of the plane crossings of every (front, behind) pair of points
@@ -248,14 +254,19 @@ def _point_set_rects(pc: np.ndarray, cam: Pinhole) -> np.ndarray:
         cut = (a + (b - a) * w[..., None]).reshape(-1, 3)
         cut[:, 2] = _NEAR
         pts = np.concatenate([pc[i][f], cut])
-        rects[i] = bounds(cam.fx * pts[:, 0] / pts[:, 2] + cam.cx,
-                          cam.fy * pts[:, 1] / pts[:, 2] + cam.cy)
+        rects[i] = bounds(
+            cam.fx * pts[:, 0] / pts[:, 2] + cam.cx, cam.fy * pts[:, 1] / pts[:, 2] + cam.cy
+        )
     return rects
 
 
 def _shadow_mask(
-    arrays: dict[str, np.ndarray], cam: Pinhole, origin: np.ndarray, pts: np.ndarray,
-    sun_dir: np.ndarray, ground_height: float,
+    arrays: dict[str, np.ndarray],
+    cam: Pinhole,
+    origin: np.ndarray,
+    pts: np.ndarray,
+    sun_dir: np.ndarray,
+    ground_height: float,
 ) -> np.ndarray:
     """(H, W) bool: surface points ``pts`` (3, H, W) (NaN = nothing to test) from which the
     sun is blocked by a primitive. Only pixels inside the image rectangle of a primitive's
@@ -292,8 +303,9 @@ def _shadow_mask(
         keep = ~np.isnan(p[:, 0]) & ~shadow[pix]
         owner, pix, p = owner[keep], pix[keep], p[keep]
         rel = np.einsum("pj,pjk->pk", p - arrays["center32"][owner], arrays["rotation32"][owner])
-        blocked = _BLOCKS[kind](_split(rel), _split(sun_local[owner]),
-                                _split(arrays["half32"][owner]))
+        blocked = _BLOCKS[kind](
+            _split(rel), _split(sun_local[owner]), _split(arrays["half32"][owner])
+        )
         shadow[pix[blocked]] = True
 
     # big ones one by one. Axis-aligned boxes (buildings, walls: the big casters) use a cheaper
@@ -310,10 +322,12 @@ def _shadow_mask(
         v0, v1, u0, u1 = rects[i]
         sl = (slice(v0, v1), slice(u0, u1))
         if axis_aligned[i] and kinds[i] == BOX:
-            lo = np.maximum(np.maximum(lo_c[i, 0] - q[0][sl], lo_c[i, 1] - q[1][sl]),
-                            lo_c[i, 2] - q[2][sl])
-            hi = np.minimum(np.minimum(hi_c[i, 0] - q[0][sl], hi_c[i, 1] - q[1][sl]),
-                            hi_c[i, 2] - q[2][sl])
+            lo = np.maximum(
+                np.maximum(lo_c[i, 0] - q[0][sl], lo_c[i, 1] - q[1][sl]), lo_c[i, 2] - q[2][sl]
+            )
+            hi = np.minimum(
+                np.minimum(hi_c[i, 0] - q[0][sl], hi_c[i, 1] - q[1][sl]), hi_c[i, 2] - q[2][sl]
+            )
             shadow[sl] |= (hi >= lo) & (hi > _SHADOW_EPS)
             continue
         c = arrays["center32"][i]
@@ -362,8 +376,10 @@ def _ground_albedo(
     foot_z = dist / (fx * np.maximum(cos, 0.02))
     paint = np.zeros_like(x)
     for xc, hw, period, length in g.lane_lines:
-        paint = np.maximum(paint, _coverage(x, foot_x, xc - hw, xc + hw)
-                           * _dash_coverage(z, foot_z, period, length))
+        paint = np.maximum(
+            paint,
+            _coverage(x, foot_x, xc - hw, xc + hw) * _dash_coverage(z, foot_z, period, length),
+        )
     if g.crosswalk is not None:
         z0, z1, stripe = g.crosswalk
         across = _coverage(z, foot_z, z0, z1)
@@ -387,8 +403,12 @@ def _sky(light: Lighting, bank: TextureBank, d: np.ndarray, fx: float) -> np.nda
     t = d[:, 2] / norm / up_c * 1000.0
     texel = np.float32(12.0)
     foot = 1000.0 / (up_c * up_c * fx)
-    cloud = bank.sample(np.full(len(d), bank.id("clouds_0")), s / texel, t / texel,
-                        np.log2(np.maximum(foot / texel, 1e-6)))[:, :1]
+    cloud = bank.sample(
+        np.full(len(d), bank.id("clouds_0")),
+        s / texel,
+        t / texel,
+        np.log2(np.maximum(foot / texel, 1e-6)),
+    )[:, :1]
     fade = np.clip((up - 0.01) * 8.0, 0.0, 1.0)[:, None]
     amount = np.clip(cloud * 1.6 * light.clouds, 0, 1) * fade
     return (col * (1 - amount) + 0.95 * amount * np.array([1.0, 1.0, 1.0])).astype(np.float32)
@@ -398,8 +418,12 @@ def _sky(light: Lighting, bank: TextureBank, d: np.ndarray, fx: float) -> np.nda
 
 
 def render_view(
-    scene: Scene, arrays: dict[str, np.ndarray], bank: TextureBank, cam: Pinhole,
-    dirs: np.ndarray, origin: np.ndarray,
+    scene: Scene,
+    arrays: dict[str, np.ndarray],
+    bank: TextureBank,
+    cam: Pinhole,
+    dirs: np.ndarray,
+    origin: np.ndarray,
 ) -> ViewRender:
     """Render one view.
 
@@ -426,8 +450,9 @@ def cast_rays(
     g = scene.ground
     planes = tuple(np.ascontiguousarray(dirs[..., k]) for k in range(3))
     t_ground = (np.float32(g.height - origin[1])) / planes[1]
-    depth = np.where((t_ground > _NEAR) & (t_ground < g.max_distance), t_ground,
-                     np.float32(np.inf)).astype(np.float32)
+    depth = np.where(
+        (t_ground > _NEAR) & (t_ground < g.max_distance), t_ground, np.float32(np.inf)
+    ).astype(np.float32)
     prim = np.where(np.isfinite(depth), 0, -1).astype(np.int32)
     kinds = arrays["kind"]
     if not len(kinds):
@@ -478,8 +503,9 @@ def cast_rays(
             d_local = sub
         else:
             r = rots32[i]
-            d_local = tuple(sub[0] * r[0, k] + sub[1] * r[1, k] + sub[2] * r[2, k]
-                            for k in range(3))
+            d_local = tuple(
+                sub[0] * r[0, k] + sub[1] * r[1, k] + sub[2] * r[2, k] for k in range(3)
+            )
         t = _HIT[int(kinds[i])](tuple(o_local[i]), d_local, tuple(halves32[i]))
         closer = t < cur
         np.copyto(cur, t, where=closer)
@@ -488,8 +514,14 @@ def cast_rays(
 
 
 def _shade(
-    scene: Scene, arrays: dict[str, np.ndarray], bank: TextureBank, cam: Pinhole,
-    dirs: np.ndarray, origin: np.ndarray, depth: np.ndarray, prim: np.ndarray,
+    scene: Scene,
+    arrays: dict[str, np.ndarray],
+    bank: TextureBank,
+    cam: Pinhole,
+    dirs: np.ndarray,
+    origin: np.ndarray,
+    depth: np.ndarray,
+    prim: np.ndarray,
 ) -> ViewRender:
     """Surface attributes, texture, lighting and sky for the hits found by :func:`cast_rays`."""
     H, W = cam.height, cam.width
@@ -579,8 +611,15 @@ def _shade(
         cos_o = np.abs(np.einsum("ni,ni->n", n_w, d_hit[oi])) / dnorm[oi]
         foot = dist[oi] / (cam.fx * np.sqrt(np.maximum(cos_o, 0.05)))
         level = np.log2(np.maximum(foot / np.sqrt(texel[:, 0] * texel[:, 1]), 1e-6))
-        albedo[oi] = bank.sample(arrays["texture"][pid], s / texel[:, 0] + off[:, 0],
-                                 t / texel[:, 1] + off[:, 1], level) * arrays["tint"][pid]
+        albedo[oi] = (
+            bank.sample(
+                arrays["texture"][pid],
+                s / texel[:, 0] + off[:, 0],
+                t / texel[:, 1] + off[:, 1],
+                level,
+            )
+            * arrays["tint"][pid]
+        )
         flat_labels[hit[oi]] = arrays["label"][pid]
 
     # Lambert sun + sky ambient (up-facing surfaces see more sky); face the normal to the viewer

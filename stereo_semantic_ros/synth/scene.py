@@ -21,8 +21,9 @@ BOX, CYLINDER, ELLIPSOID = 0, 1, 2
 """Primitive kinds. Cylinders have their axis along the local y axis."""
 
 _CLS = {name: i for i, name in enumerate(CITYSCAPES_19.names)}
-ROAD, SIDEWALK, BUILDING, WALL, FENCE = (_CLS[n] for n in ("road", "sidewalk", "building", "wall",
-                                                            "fence"))
+ROAD, SIDEWALK, BUILDING, WALL, FENCE = (
+    _CLS[n] for n in ("road", "sidewalk", "building", "wall", "fence")
+)
 POLE, TRAFFIC_LIGHT, TRAFFIC_SIGN = _CLS["pole"], _CLS["traffic light"], _CLS["traffic sign"]
 VEGETATION, TERRAIN, SKY = _CLS["vegetation"], _CLS["terrain"], _CLS["sky"]
 PERSON, RIDER, CAR, TRUCK, BUS = (_CLS[n] for n in ("person", "rider", "car", "truck", "bus"))
@@ -149,11 +150,20 @@ class Scene:
 # ----------------------------------------------------------------------------- building
 
 
-_CAR_COLOURS = np.array([
-    (0.95, 0.95, 0.95), (0.15, 0.15, 0.17), (0.6, 0.62, 0.65), (0.35, 0.36, 0.4),
-    (0.7, 0.1, 0.1), (0.12, 0.2, 0.5), (0.2, 0.35, 0.25), (0.8, 0.75, 0.6), (0.9, 0.6, 0.1),
-    (0.45, 0.25, 0.15),
-])
+_CAR_COLOURS = np.array(
+    [
+        (0.95, 0.95, 0.95),
+        (0.15, 0.15, 0.17),
+        (0.6, 0.62, 0.65),
+        (0.35, 0.36, 0.4),
+        (0.7, 0.1, 0.1),
+        (0.12, 0.2, 0.5),
+        (0.2, 0.35, 0.25),
+        (0.8, 0.75, 0.6),
+        (0.9, 0.6, 0.1),
+        (0.45, 0.25, 0.15),
+    ]
+)
 
 
 class _Builder:
@@ -172,14 +182,25 @@ class _Builder:
         ids = self.bank.ids(prefix)
         return int(ids[self.rng.integers(len(ids))])
 
-    def tint(self, base: tuple[float, float, float] | np.ndarray = (1, 1, 1), var: float = 0.08
-             ) -> np.ndarray:
+    def tint(
+        self, base: tuple[float, float, float] | np.ndarray = (1, 1, 1), var: float = 0.08
+    ) -> np.ndarray:
         return np.clip(np.asarray(base) * self.rng.uniform(1 - var, 1 + var, 3), 0.02, 1.6)
 
     # -- primitives
-    def add(self, kind: int, label: int, pos: tuple[float, float, float], half: tuple[float, ...],
-            rotation: np.ndarray, texture: int, tint: np.ndarray | None = None,
-            scale: float = 1.0, fit: bool = False, shadow: bool = True) -> None:
+    def add(
+        self,
+        kind: int,
+        label: int,
+        pos: tuple[float, float, float],
+        half: tuple[float, ...],
+        rotation: np.ndarray,
+        texture: int,
+        tint: np.ndarray | None = None,
+        scale: float = 1.0,
+        fit: bool = False,
+        shadow: bool = True,
+    ) -> None:
         """Add a primitive whose centre is ``pos`` = (x, height above ground, z).
 
         ``fit`` maps the texture once over the primitive's front (box) or around it
@@ -198,13 +219,21 @@ class _Builder:
             m = self.bank.tile_m[texture] * scale * self.rng.uniform(0.85, 1.2) / size
             texel = np.array([m, m])
             offset = self.rng.uniform(0, size, 2)
-        self.prims.append(Primitive(
-            kind=kind, label=label, center=np.array([x, self.h - up, z], np.float64),
-            half=half_a, rotation=np.asarray(rotation, np.float64), texture=texture,
-            texel=texel.astype(np.float32),
-            tint=np.asarray(tint if tint is not None else self.tint(), np.float32),
-            offset=offset.astype(np.float32), fit=fit, shadow=shadow,
-        ))
+        self.prims.append(
+            Primitive(
+                kind=kind,
+                label=label,
+                center=np.array([x, self.h - up, z], np.float64),
+                half=half_a,
+                rotation=np.asarray(rotation, np.float64),
+                texture=texture,
+                texel=texel.astype(np.float32),
+                tint=np.asarray(tint if tint is not None else self.tint(), np.float32),
+                offset=offset.astype(np.float32),
+                fit=fit,
+                shadow=shadow,
+            )
+        )
 
     def local(self, x: float, z: float, yaw: float, dx: float, dz: float) -> tuple[float, float]:
         """World (x, z) of the point (dx, dz) in a frame at (x, z) turned by ``yaw``."""
@@ -241,27 +270,65 @@ def _car(b: _Builder, x: float, z: float, yaw: float) -> None:
     ry = rot_y(yaw)
     body_top = 0.95
     paint = b.tex("paint_")
-    b.add(BOX, CAR, (x, (0.25 + body_top) / 2, z), (width / 2, (body_top - 0.25) / 2, length / 2),
-          ry, paint, b.tint(colour, 0.05), fit=True)
+    b.add(
+        BOX,
+        CAR,
+        (x, (0.25 + body_top) / 2, z),
+        (width / 2, (body_top - 0.25) / 2, length / 2),
+        ry,
+        paint,
+        b.tint(colour, 0.05),
+        fit=True,
+    )
     cab_len = length * rng.uniform(0.45, 0.55)
     cx, cz = b.local(x, z, yaw, 0.0, -length * rng.uniform(0.0, 0.08))
-    b.add(BOX, CAR, (cx, (body_top + height) / 2, cz), (width / 2 - 0.08, (height - body_top) / 2,
-                                                         cab_len / 2),
-          ry, b.bank.id("glass_0"), b.tint(0.6 + 0.4 * colour, 0.05), fit=True)
+    b.add(
+        BOX,
+        CAR,
+        (cx, (body_top + height) / 2, cz),
+        (width / 2 - 0.08, (height - body_top) / 2, cab_len / 2),
+        ry,
+        b.bank.id("glass_0"),
+        b.tint(0.6 + 0.4 * colour, 0.05),
+        fit=True,
+    )
     # bumpers (one dark box a little longer than the body) and light bars front and back
-    b.add(BOX, CAR, (x, 0.38, z), (width / 2 + 0.02, 0.09, length / 2 + 0.06), ry,
-          b.bank.id("rubber_0"), b.tint((1.4, 1.4, 1.4), 0.1), shadow=False)
+    b.add(
+        BOX,
+        CAR,
+        (x, 0.38, z),
+        (width / 2 + 0.02, 0.09, length / 2 + 0.06),
+        ry,
+        b.bank.id("rubber_0"),
+        b.tint((1.4, 1.4, 1.4), 0.1),
+        shadow=False,
+    )
     for sz, tint in ((-1, (1.5, 0.15, 0.1)), (1, (1.6, 1.6, 1.45))):
         lx, lz = b.local(x, z, yaw, 0.0, sz * (length / 2 + 0.015))
-        b.add(BOX, CAR, (lx, 0.8, lz), (width / 2 - 0.1, 0.06, 0.02), ry, b.tex("paint_"),
-              b.tint(tint, 0.05), shadow=False)
+        b.add(
+            BOX,
+            CAR,
+            (lx, 0.8, lz),
+            (width / 2 - 0.1, 0.06, 0.02),
+            ry,
+            b.tex("paint_"),
+            b.tint(tint, 0.05),
+            shadow=False,
+        )
     wheel = ry @ rot_z(np.pi / 2)
     for sx in (-1, 1):
         for sz in (-1, 1):
             wx, wz = b.local(x, z, yaw, sx * (width / 2 - 0.12), sz * length * 0.32)
             # wheels sit in the body's shadow: skipping their shadow test saves time
-            b.add(CYLINDER, CAR, (wx, 0.32, wz), (0.32, 0.11, 0.32), wheel, b.bank.id("rubber_0"),
-                  shadow=False)
+            b.add(
+                CYLINDER,
+                CAR,
+                (wx, 0.32, wz),
+                (0.32, 0.11, 0.32),
+                wheel,
+                b.bank.id("rubber_0"),
+                shadow=False,
+            )
 
 
 def _truck(b: _Builder, x: float, z: float, yaw: float) -> None:
@@ -275,21 +342,44 @@ def _truck(b: _Builder, x: float, z: float, yaw: float) -> None:
     cab_h = rng.uniform(2.6, 3.1)
     colour = _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))]
     cx, cz = b.local(x, z, yaw, 0.0, length / 2 - 1.0)
-    b.add(BOX, TRUCK, (cx, (0.5 + cab_h) / 2, cz), (1.2, (cab_h - 0.5) / 2, 1.0), ry,
-          b.tex("paint_"), b.tint(colour, 0.05), fit=True)
+    b.add(
+        BOX,
+        TRUCK,
+        (cx, (0.5 + cab_h) / 2, cz),
+        (1.2, (cab_h - 0.5) / 2, 1.0),
+        ry,
+        b.tex("paint_"),
+        b.tint(colour, 0.05),
+        fit=True,
+    )
     gx, gz = b.local(x, z, yaw, 0.0, length / 2 - 1.55)
     b.add(BOX, TRUCK, (gx, cab_h - 0.55, gz), (1.1, 0.4, 0.47), ry, b.bank.id("glass_0"))
     box_h = rng.uniform(3.2, 3.9)
     kx, kz = b.local(x, z, yaw, 0.0, -1.1)
     cargo = b.tex("cargo_") if rng.random() < 0.6 else b.tex("photo_")
-    b.add(BOX, TRUCK, (kx, (0.9 + box_h) / 2, kz), (width / 2, (box_h - 0.9) / 2, cargo_len / 2),
-          ry, cargo, b.tint(rng.uniform(0.5, 1.0, 3), 0.05), fit=cargo != b.bank.ids("cargo_")[0])
+    b.add(
+        BOX,
+        TRUCK,
+        (kx, (0.9 + box_h) / 2, kz),
+        (width / 2, (box_h - 0.9) / 2, cargo_len / 2),
+        ry,
+        cargo,
+        b.tint(rng.uniform(0.5, 1.0, 3), 0.05),
+        fit=cargo != b.bank.ids("cargo_")[0],
+    )
     wheel = ry @ rot_z(np.pi / 2)
     for sx in (-1, 1):
         for dz in (length / 2 - 1.2, -length / 2 + 1.4, -length / 2 + 2.6):
             wx, wz = b.local(x, z, yaw, sx * 1.05, dz)
-            b.add(CYLINDER, TRUCK, (wx, 0.5, wz), (0.5, 0.16, 0.5), wheel, b.bank.id("rubber_0"),
-                  shadow=False)
+            b.add(
+                CYLINDER,
+                TRUCK,
+                (wx, 0.5, wz),
+                (0.5, 0.16, 0.5),
+                wheel,
+                b.bank.id("rubber_0"),
+                shadow=False,
+            )
 
 
 def _bus(b: _Builder, x: float, z: float, yaw: float, label: int = BUS) -> None:
@@ -301,17 +391,33 @@ def _bus(b: _Builder, x: float, z: float, yaw: float, label: int = BUS) -> None:
     if not b.claim(x, z, width / 2 + 0.2, length / 2 + 0.5, yaw):
         return
     ry = rot_y(yaw)
-    colour = rng.choice([(0.9, 0.85, 0.2), (0.85, 0.15, 0.1), (0.95, 0.95, 0.95), (0.2, 0.4, 0.8),
-                         (0.3, 0.6, 0.3)])
-    b.add(BOX, label, (x, (bottom + height) / 2, z), (width / 2, (height - bottom) / 2, length / 2),
-          ry, b.tex("bus_"), b.tint(colour, 0.05), fit=True)
+    colour = rng.choice(
+        [(0.9, 0.85, 0.2), (0.85, 0.15, 0.1), (0.95, 0.95, 0.95), (0.2, 0.4, 0.8), (0.3, 0.6, 0.3)]
+    )
+    b.add(
+        BOX,
+        label,
+        (x, (bottom + height) / 2, z),
+        (width / 2, (height - bottom) / 2, length / 2),
+        ry,
+        b.tex("bus_"),
+        b.tint(colour, 0.05),
+        fit=True,
+    )
     wheel = ry @ rot_z(np.pi / 2)
     wheel_r = 0.5 if label == BUS else 0.42
     for sx in (-1, 1):
         for dz in (length / 2 - 2.5, -length / 2 + 2.8):
             wx, wz = b.local(x, z, yaw, sx * (width / 2 - 0.25), dz)
-            b.add(CYLINDER, label, (wx, wheel_r, wz), (wheel_r, 0.14, wheel_r), wheel,
-                  b.bank.id("rubber_0"), shadow=False)
+            b.add(
+                CYLINDER,
+                label,
+                (wx, wheel_r, wz),
+                (wheel_r, 0.14, wheel_r),
+                wheel,
+                b.bank.id("rubber_0"),
+                shadow=False,
+            )
 
 
 def _two_wheeler(b: _Builder, x: float, z: float, yaw: float, motor: bool, rider: bool) -> None:
@@ -329,8 +435,16 @@ def _two_wheeler(b: _Builder, x: float, z: float, yaw: float, motor: bool, rider
         b.add(CYLINDER, label, (wx, r, wz), (r, 0.06 if motor else 0.025, r), wheel, rubber)
     colour = _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))]
     if motor:
-        b.add(BOX, label, (x, 0.72, z), (0.18, 0.25, 0.62), ry, b.tex("paint_"),
-              b.tint(colour), fit=True)
+        b.add(
+            BOX,
+            label,
+            (x, 0.72, z),
+            (0.18, 0.25, 0.62),
+            ry,
+            b.tex("paint_"),
+            b.tint(colour),
+            fit=True,
+        )
         fx, fz = b.local(x, z, yaw, 0.0, 0.62)
         b.add(BOX, label, (fx, 1.0, fz), (0.3, 0.04, 0.04), ry, b.bank.id("metal_0"))
     else:
@@ -338,8 +452,9 @@ def _two_wheeler(b: _Builder, x: float, z: float, yaw: float, motor: bool, rider
         b.add(BOX, label, (x, 0.78, z), (0.025, 0.025, 0.33), ry, metal, b.tint(colour))
         b.add(BOX, label, (x, 0.62, z), (0.025, 0.2, 0.025), ry @ rot_x(0.8), metal, b.tint(colour))
         sx, sz = b.local(x, z, yaw, 0.0, -0.25)
-        b.add(BOX, label, (sx, 0.72, sz), (0.025, 0.2, 0.025), ry @ rot_x(-0.3), metal,
-              b.tint(colour))
+        b.add(
+            BOX, label, (sx, 0.72, sz), (0.025, 0.2, 0.025), ry @ rot_x(-0.3), metal, b.tint(colour)
+        )
         hx, hz = b.local(x, z, yaw, 0.0, 0.45)
         b.add(BOX, label, (hx, 1.0, hz), (0.28, 0.025, 0.025), ry, metal)
         b.add(BOX, label, (sx, 0.92, sz), (0.08, 0.03, 0.13), ry, rubber)
@@ -347,8 +462,9 @@ def _two_wheeler(b: _Builder, x: float, z: float, yaw: float, motor: bool, rider
         _person(b, x, z, yaw, RIDER, seated=motor + 1)
 
 
-def _person(b: _Builder, x: float, z: float, yaw: float, label: int = PERSON,
-            seated: int = 0) -> None:
+def _person(
+    b: _Builder, x: float, z: float, yaw: float, label: int = PERSON, seated: int = 0
+) -> None:
     """Standing (``seated=0``), on a bicycle (1) or on a motorcycle (2)."""
     rng = b.rng
     if not seated and not b.claim(x, z, 0.3, 0.3, yaw):
@@ -365,41 +481,115 @@ def _person(b: _Builder, x: float, z: float, yaw: float, label: int = PERSON,
         hip = 0.95 if seated == 1 else 0.92
         bx, bz = b.local(x, z, yaw, 0.0, -0.15)
         lean = rot_x(0.45 if seated == 1 else 0.25)
-        b.add(ELLIPSOID, label, (bx, hip + 0.3, bz), (0.2, 0.33, 0.13), ry @ lean, cloth_top, shirt,
-              fit=True)
+        b.add(
+            ELLIPSOID,
+            label,
+            (bx, hip + 0.3, bz),
+            (0.2, 0.33, 0.13),
+            ry @ lean,
+            cloth_top,
+            shirt,
+            fit=True,
+        )
         hx, hz = b.local(x, z, yaw, 0.0, 0.05)
-        b.add(ELLIPSOID, label, (hx, hip + 0.72, hz), (0.11, 0.13, 0.12), ry, skin, skin_tint,
-              fit=True)
+        b.add(
+            ELLIPSOID,
+            label,
+            (hx, hip + 0.72, hz),
+            (0.11, 0.13, 0.12),
+            ry,
+            skin,
+            skin_tint,
+            fit=True,
+        )
         for sx in (-1, 1):
             tx, tz = b.local(x, z, yaw, sx * 0.12, 0.05)
-            b.add(CYLINDER, label, (tx, hip - 0.05, tz), (0.075, 0.24, 0.075), ry @ rot_x(1.1),
-                  cloth_leg, pants)
+            b.add(
+                CYLINDER,
+                label,
+                (tx, hip - 0.05, tz),
+                (0.075, 0.24, 0.075),
+                ry @ rot_x(1.1),
+                cloth_leg,
+                pants,
+            )
             kx, kz = b.local(x, z, yaw, sx * 0.14, 0.22)
-            b.add(CYLINDER, label, (kx, hip - 0.42, kz), (0.06, 0.24, 0.06), ry @ rot_x(-0.2),
-                  cloth_leg, pants)
+            b.add(
+                CYLINDER,
+                label,
+                (kx, hip - 0.42, kz),
+                (0.06, 0.24, 0.06),
+                ry @ rot_x(-0.2),
+                cloth_leg,
+                pants,
+            )
             ax, az = b.local(x, z, yaw, sx * 0.22, 0.22)
-            b.add(CYLINDER, label, (ax, hip + 0.38, az), (0.05, 0.28, 0.05), ry @ rot_x(1.0),
-                  cloth_top, shirt)
+            b.add(
+                CYLINDER,
+                label,
+                (ax, hip + 0.38, az),
+                (0.05, 0.28, 0.05),
+                ry @ rot_x(1.0),
+                cloth_top,
+                shirt,
+            )
         return
     leg_len = 0.47 * height
     stride = rng.uniform(-0.35, 0.35)
     for sx, swing in ((-1, stride), (1, -stride)):
         lx, lz = b.local(x, z, yaw, sx * 0.1, 0.0)
-        b.add(CYLINDER, label, (lx, leg_len / 2, lz), (0.075, leg_len / 2, 0.075),
-              ry @ rot_x(swing), cloth_leg, pants)
+        b.add(
+            CYLINDER,
+            label,
+            (lx, leg_len / 2, lz),
+            (0.075, leg_len / 2, 0.075),
+            ry @ rot_x(swing),
+            cloth_leg,
+            pants,
+        )
     torso_h = 0.33 * height
-    b.add(CYLINDER, label, (x, leg_len + torso_h / 2 - 0.03, z), (0.2, torso_h / 2, 0.12), ry,
-          cloth_top, shirt, fit=True)
-    b.add(ELLIPSOID, label, (x, leg_len + torso_h + 0.12 * height / 1.75, z),
-          (0.1, 0.12, 0.11), ry, skin, skin_tint, fit=True)
+    b.add(
+        CYLINDER,
+        label,
+        (x, leg_len + torso_h / 2 - 0.03, z),
+        (0.2, torso_h / 2, 0.12),
+        ry,
+        cloth_top,
+        shirt,
+        fit=True,
+    )
+    b.add(
+        ELLIPSOID,
+        label,
+        (x, leg_len + torso_h + 0.12 * height / 1.75, z),
+        (0.1, 0.12, 0.11),
+        ry,
+        skin,
+        skin_tint,
+        fit=True,
+    )
     for sx, swing in ((-1, -stride), (1, stride)):
         ax, az = b.local(x, z, yaw, sx * 0.26, 0.0)
-        b.add(CYLINDER, label, (ax, leg_len + torso_h - 0.3, az), (0.05, 0.3, 0.05),
-              ry @ rot_x(swing * 0.8), cloth_top, shirt)
+        b.add(
+            CYLINDER,
+            label,
+            (ax, leg_len + torso_h - 0.3, az),
+            (0.05, 0.3, 0.05),
+            ry @ rot_x(swing * 0.8),
+            cloth_top,
+            shirt,
+        )
     if rng.random() < 0.25:  # backpack or bag
         px, pz = b.local(x, z, yaw, 0.0, -0.2)
-        b.add(BOX, label, (px, leg_len + torso_h * 0.6, pz), (0.16, 0.2, 0.08), ry,
-              b.tex("cloth_"), b.tint(rng.uniform(0.1, 0.8, 3)))
+        b.add(
+            BOX,
+            label,
+            (px, leg_len + torso_h * 0.6, pz),
+            (0.16, 0.2, 0.08),
+            ry,
+            b.tex("cloth_"),
+            b.tint(rng.uniform(0.1, 0.8, 3)),
+        )
 
 
 def _tree(b: _Builder, x: float, z: float) -> None:
@@ -408,26 +598,45 @@ def _tree(b: _Builder, x: float, z: float) -> None:
     if not b.claim(x, z, r + 0.3, r + 0.3):
         return
     trunk_h = rng.uniform(1.8, 4.0)
-    b.add(CYLINDER, VEGETATION, (x, trunk_h / 2, z), (r, trunk_h / 2, r), rot_y(rng.uniform(0, 6)),
-          b.bank.id("bark_0"), b.tint((1, 1, 1), 0.15))
+    b.add(
+        CYLINDER,
+        VEGETATION,
+        (x, trunk_h / 2, z),
+        (r, trunk_h / 2, r),
+        rot_y(rng.uniform(0, 6)),
+        b.bank.id("bark_0"),
+        b.tint((1, 1, 1), 0.15),
+    )
     leaves = b.tex("leaves_")
     green = b.tint((1, 1, 1), 0.15)
     for _ in range(rng.integers(1, 4)):
         rad = rng.uniform(1.0, 2.8)
         cx = x + rng.uniform(-0.8, 0.8)
         cz = z + rng.uniform(-0.8, 0.8)
-        b.add(ELLIPSOID, VEGETATION, (cx, trunk_h + rad * rng.uniform(0.5, 0.9), cz),
-              rad * rng.uniform((0.8, 0.7, 0.8), (1.2, 1.1, 1.2)), rot_y(rng.uniform(0, 6)), leaves,
-              green)
+        b.add(
+            ELLIPSOID,
+            VEGETATION,
+            (cx, trunk_h + rad * rng.uniform(0.5, 0.9), cz),
+            rad * rng.uniform((0.8, 0.7, 0.8), (1.2, 1.1, 1.2)),
+            rot_y(rng.uniform(0, 6)),
+            leaves,
+            green,
+        )
 
 
 def _bush(b: _Builder, x: float, z: float, size: float) -> None:
     if not b.claim(x, z, size, size):
         return
     rng = b.rng
-    b.add(ELLIPSOID, VEGETATION, (x, size * 0.3, z),
-          size * rng.uniform((0.8, 0.5, 0.8), (1.4, 0.9, 1.4)), rot_y(rng.uniform(0, 6)),
-          b.tex("leaves_"), b.tint((1, 1, 1), 0.15))
+    b.add(
+        ELLIPSOID,
+        VEGETATION,
+        (x, size * 0.3, z),
+        size * rng.uniform((0.8, 0.5, 0.8), (1.4, 0.9, 1.4)),
+        rot_y(rng.uniform(0, 6)),
+        b.tex("leaves_"),
+        b.tint((1, 1, 1), 0.15),
+    )
 
 
 def _pole(b: _Builder, x: float, z: float, side: int, road_centre: float) -> None:
@@ -450,17 +659,49 @@ def _pole(b: _Builder, x: float, z: float, side: int, road_centre: float) -> Non
             tex = b.bank.id(f"sign_{k}")
             pos = (x, top - size, z - r - 0.03)
             if k in (0, 2, 3):  # round signs: a thin disc facing the street
-                b.add(CYLINDER, TRAFFIC_SIGN, pos, (size, 0.015, size), face @ rot_x(-np.pi / 2),
-                      tex, b.tint((1, 1, 1), 0.08), fit=True)
+                b.add(
+                    CYLINDER,
+                    TRAFFIC_SIGN,
+                    pos,
+                    (size, 0.015, size),
+                    face @ rot_x(-np.pi / 2),
+                    tex,
+                    b.tint((1, 1, 1), 0.08),
+                    fit=True,
+                )
             elif k == 5:  # priority diamond: a square turned by 45 degrees
-                b.add(BOX, TRAFFIC_SIGN, pos, (size * 0.75, size * 0.75, 0.015),
-                      face @ rot_z(np.pi / 4), tex, b.tint((1, 1, 1), 0.08), fit=True)
+                b.add(
+                    BOX,
+                    TRAFFIC_SIGN,
+                    pos,
+                    (size * 0.75, size * 0.75, 0.015),
+                    face @ rot_z(np.pi / 4),
+                    tex,
+                    b.tint((1, 1, 1), 0.08),
+                    fit=True,
+                )
             elif k == 4:
-                b.add(BOX, TRAFFIC_SIGN, pos, (size * 1.4, size, 0.02), face, tex,
-                      b.tint((1, 1, 1), 0.08), fit=True)
+                b.add(
+                    BOX,
+                    TRAFFIC_SIGN,
+                    pos,
+                    (size * 1.4, size, 0.02),
+                    face,
+                    tex,
+                    b.tint((1, 1, 1), 0.08),
+                    fit=True,
+                )
             else:
-                b.add(BOX, TRAFFIC_SIGN, pos, (size, size, 0.015), face, tex,
-                      b.tint((1, 1, 1), 0.08), fit=True)
+                b.add(
+                    BOX,
+                    TRAFFIC_SIGN,
+                    pos,
+                    (size, size, 0.015),
+                    face,
+                    tex,
+                    b.tint((1, 1, 1), 0.08),
+                    fit=True,
+                )
             top -= 2 * size + 0.08
         return
     if kind == "light":
@@ -469,23 +710,54 @@ def _pole(b: _Builder, x: float, z: float, side: int, road_centre: float) -> Non
         arm = rng.random() < 0.45
         total = height + (rng.uniform(1.5, 2.5) if arm else 0.0)
         b.add(CYLINDER, POLE, (x, total / 2, z), (r, total / 2, r), np.eye(3), metal, grey)
-        b.add(BOX, TRAFFIC_LIGHT, (x, height - 0.5, z - r - 0.16), (0.17, 0.45, 0.14), face,
-              light_tex, b.tint((1, 1, 1), 0.05), fit=True)
+        b.add(
+            BOX,
+            TRAFFIC_LIGHT,
+            (x, height - 0.5, z - r - 0.16),
+            (0.17, 0.45, 0.14),
+            face,
+            light_tex,
+            b.tint((1, 1, 1), 0.05),
+            fit=True,
+        )
         if arm:
             reach = min(abs(road_centre - x) * rng.uniform(0.5, 0.9), 7.0)
             ax = x - side * reach / 2
             b.add(BOX, POLE, (ax, total - 0.2, z), (reach / 2, 0.06, 0.06), np.eye(3), metal, grey)
-            b.add(BOX, TRAFFIC_LIGHT, (x - side * reach, total - 0.75, z), (0.17, 0.45, 0.14),
-                  face, light_tex, b.tint((1, 1, 1), 0.05), fit=True)
+            b.add(
+                BOX,
+                TRAFFIC_LIGHT,
+                (x - side * reach, total - 0.75, z),
+                (0.17, 0.45, 0.14),
+                face,
+                light_tex,
+                b.tint((1, 1, 1), 0.05),
+                fit=True,
+            )
         return
     height = rng.uniform(6.0, 9.0)
-    b.add(CYLINDER, POLE, (x, height / 2, z), (r * 1.3, height / 2, r * 1.3), np.eye(3), metal,
-          grey)
+    b.add(
+        CYLINDER, POLE, (x, height / 2, z), (r * 1.3, height / 2, r * 1.3), np.eye(3), metal, grey
+    )
     reach = rng.uniform(1.0, 2.5)
-    b.add(BOX, POLE, (x - side * reach / 2, height - 0.1, z), (reach / 2, 0.07, 0.08), np.eye(3),
-          metal, grey)
-    b.add(BOX, POLE, (x - side * reach, height - 0.2, z), (0.35, 0.08, 0.18), np.eye(3), metal,
-          b.tint((0.6, 0.6, 0.6), 0.1))
+    b.add(
+        BOX,
+        POLE,
+        (x - side * reach / 2, height - 0.1, z),
+        (reach / 2, 0.07, 0.08),
+        np.eye(3),
+        metal,
+        grey,
+    )
+    b.add(
+        BOX,
+        POLE,
+        (x - side * reach, height - 0.2, z),
+        (0.35, 0.08, 0.18),
+        np.eye(3),
+        metal,
+        b.tint((0.6, 0.6, 0.6), 0.1),
+    )
 
 
 def _frontage(b: _Builder, side: int, x_line: float, z_start: float, z_end: float) -> None:
@@ -497,8 +769,9 @@ def _frontage(b: _Builder, side: int, x_line: float, z_start: float, z_end: floa
     rng = b.rng
     z = z_start
     while z < z_end:
-        kind = rng.choice(["building", "wall", "fence", "hedge", "gap"],
-                          p=[0.55, 0.12, 0.12, 0.12, 0.09])
+        kind = rng.choice(
+            ["building", "wall", "fence", "hedge", "gap"], p=[0.55, 0.12, 0.12, 0.12, 0.09]
+        )
         if kind == "building":
             length = rng.uniform(8, 35)
             depth = rng.uniform(8, 20)
@@ -507,18 +780,38 @@ def _frontage(b: _Builder, side: int, x_line: float, z_start: float, z_end: floa
             xc = x_line + side * (setback + depth / 2)
             tex = b.tex("facade_") if rng.random() < 0.9 else b.bank.id("facade_glass")
             tint = b.tint(rng.uniform(0.7, 1.1, 3), 0.05)
-            b.add(BOX, BUILDING, (xc, height / 2, z + length / 2),
-                  (depth / 2, height / 2, length / 2), np.eye(3), tex, tint)
+            b.add(
+                BOX,
+                BUILDING,
+                (xc, height / 2, z + length / 2),
+                (depth / 2, height / 2, length / 2),
+                np.eye(3),
+                tex,
+                tint,
+            )
             if rng.random() < 0.35:  # shop front: glass band on the ground floor
-                b.add(BOX, BUILDING, (xc - side * 0.05, 1.6, z + length / 2),
-                      (depth / 2, 1.5, length / 2 - 0.5), np.eye(3), b.bank.id("facade_glass"))
+                b.add(
+                    BOX,
+                    BUILDING,
+                    (xc - side * 0.05, 1.6, z + length / 2),
+                    (depth / 2, 1.5, length / 2 - 0.5),
+                    np.eye(3),
+                    b.bank.id("facade_glass"),
+                )
             if rng.random() < 0.3 and length > 8:  # billboard / poster on the facade
                 w = rng.uniform(2, 5)
                 hgt = w * rng.uniform(0.5, 0.9)
                 xf = xc - side * (depth / 2 + 0.04)
-                b.add(BOX, BUILDING, (xf, rng.uniform(3.5, 6), z + length / 2),
-                      (0.05, hgt / 2, w / 2), np.eye(3), b.tex("photo_"), b.tint((1, 1, 1), 0.05),
-                      fit=True)
+                b.add(
+                    BOX,
+                    BUILDING,
+                    (xf, rng.uniform(3.5, 6), z + length / 2),
+                    (0.05, hgt / 2, w / 2),
+                    np.eye(3),
+                    b.tex("photo_"),
+                    b.tint((1, 1, 1), 0.05),
+                    fit=True,
+                )
             z += length + (rng.uniform(0.5, 6) if rng.random() < 0.5 else 0.0)
         elif kind in ("wall", "fence"):
             length = rng.uniform(5, 25)
@@ -529,15 +822,29 @@ def _frontage(b: _Builder, side: int, x_line: float, z_start: float, z_end: floa
                 tex = b.tex("photo_")  # graffiti / posters
             label = WALL if kind == "wall" else FENCE
             xc = x_line + side * (thick / 2 + rng.uniform(0, 0.5))
-            b.add(BOX, label, (xc, height / 2, z + length / 2), (thick / 2, height / 2, length / 2),
-                  np.eye(3), tex, b.tint((1, 1, 1), 0.12))
+            b.add(
+                BOX,
+                label,
+                (xc, height / 2, z + length / 2),
+                (thick / 2, height / 2, length / 2),
+                np.eye(3),
+                tex,
+                b.tint((1, 1, 1), 0.12),
+            )
             behind = rng.random()
             if behind < 0.5:  # something behind the wall/fence
                 depth = rng.uniform(8, 15)
                 hb = rng.uniform(6, 20)
                 xb = x_line + side * (rng.uniform(4, 12) + depth / 2)
-                b.add(BOX, BUILDING, (xb, hb / 2, z + length / 2), (depth / 2, hb / 2, length / 2),
-                      np.eye(3), b.tex("facade_"), b.tint(rng.uniform(0.7, 1.1, 3), 0.05))
+                b.add(
+                    BOX,
+                    BUILDING,
+                    (xb, hb / 2, z + length / 2),
+                    (depth / 2, hb / 2, length / 2),
+                    np.eye(3),
+                    b.tex("facade_"),
+                    b.tint(rng.uniform(0.7, 1.1, 3), 0.05),
+                )
             elif behind < 0.8:
                 for zt in np.arange(z + 2, z + length, rng.uniform(4, 8)):
                     _tree(b, x_line + side * rng.uniform(2, 5), float(zt))
@@ -546,23 +853,35 @@ def _frontage(b: _Builder, side: int, x_line: float, z_start: float, z_end: floa
             length = rng.uniform(4, 15)
             height = rng.uniform(0.8, 2.2)
             xc = x_line + side * 0.6
-            b.add(BOX, VEGETATION, (xc, height / 2, z + length / 2), (0.6, height / 2, length / 2),
-                  np.eye(3), b.tex("leaves_"), b.tint((1, 1, 1), 0.15))
+            b.add(
+                BOX,
+                VEGETATION,
+                (xc, height / 2, z + length / 2),
+                (0.6, height / 2, length / 2),
+                np.eye(3),
+                b.tex("leaves_"),
+                b.tint((1, 1, 1), 0.15),
+            )
             if rng.random() < 0.6:
                 _tree(b, x_line + side * rng.uniform(2.5, 4), z + length / 2)
             z += length
         else:
             length = rng.uniform(5, 20)
             for _ in range(rng.integers(1, 4)):
-                _bush(b, x_line + side * rng.uniform(1, 5), z + rng.uniform(0, length),
-                      rng.uniform(0.5, 1.5))
+                _bush(
+                    b,
+                    x_line + side * rng.uniform(1, 5),
+                    z + rng.uniform(0, length),
+                    rng.uniform(0.5, 1.5),
+                )
             if rng.random() < 0.7:
                 _tree(b, x_line + side * rng.uniform(2, 6), z + length / 2)
             z += length
 
 
-def make_scene(seed: int, bank: TextureBank, *, camera_height: float = 1.65,
-               z_near: float = 3.0) -> Scene:
+def make_scene(
+    seed: int, bank: TextureBank, *, camera_height: float = 1.65, z_near: float = 3.0
+) -> Scene:
     """Draw a random street scene.
 
     Args:
@@ -597,8 +916,16 @@ def make_scene(seed: int, bank: TextureBank, *, camera_height: float = 1.65,
     for side, edge, width in ((-1, road_l, sw[0]), (1, road_r, sw[1])):
         xc = edge + side * width / 2
         # the curb's own shadow is a few centimetres wide: not worth a shadow test
-        b.add(BOX, SIDEWALK, (xc, curb - 0.25, (z_far - 30) / 2),
-              (width / 2, 0.25, (z_far + 30) / 2), np.eye(3), sw_tex, sw_tint, shadow=False)
+        b.add(
+            BOX,
+            SIDEWALK,
+            (xc, curb - 0.25, (z_far - 30) / 2),
+            (width / 2, 0.25, (z_far + 30) / 2),
+            np.eye(3),
+            sw_tex,
+            sw_tint,
+            shadow=False,
+        )
 
     # frontage on both sides
     for side, edge, width, ter in ((-1, road_l, sw[0], terrain[0]), (1, road_r, sw[1], terrain[1])):
@@ -606,8 +933,12 @@ def make_scene(seed: int, bank: TextureBank, *, camera_height: float = 1.65,
         _frontage(b, side, x_line, rng.uniform(-25, -5), z_far)
         if ter > 0 and rng.random() < 0.7:
             for _ in range(rng.integers(1, 5)):
-                _bush(b, edge + side * (width + rng.uniform(0.3, ter)), rng.uniform(5, 80),
-                      rng.uniform(0.4, 1.2))
+                _bush(
+                    b,
+                    edge + side * (width + rng.uniform(0.3, ter)),
+                    rng.uniform(5, 80),
+                    rng.uniform(0.4, 1.2),
+                )
 
     # end of the street: buildings across (T-junction) and/or a distant skyline
     if rng.random() < 0.5:
@@ -617,9 +948,15 @@ def make_scene(seed: int, bank: TextureBank, *, camera_height: float = 1.65,
             width = rng.uniform(10, 40)
             depth = rng.uniform(10, 20)
             height = rng.uniform(8, 30)
-            b.add(BOX, BUILDING, (x + width / 2, height / 2, zc + depth / 2),
-                  (width / 2, height / 2, depth / 2), np.eye(3), b.tex("facade_"),
-                  b.tint(rng.uniform(0.7, 1.1, 3), 0.05))
+            b.add(
+                BOX,
+                BUILDING,
+                (x + width / 2, height / 2, zc + depth / 2),
+                (width / 2, height / 2, depth / 2),
+                np.eye(3),
+                b.tex("facade_"),
+                b.tint(rng.uniform(0.7, 1.1, 3), 0.05),
+            )
             x += width + (rng.uniform(3, 15) if rng.random() < 0.3 else 0.0)
     if rng.random() < 0.6:
         for _ in range(rng.integers(6, 16)):
@@ -628,18 +965,39 @@ def make_scene(seed: int, bank: TextureBank, *, camera_height: float = 1.65,
             zc = rng.uniform(250, 450)
             x = rng.uniform(-350, 350)
             if rng.random() < 0.3:  # wooded hill: a dome rising out of the ground
-                b.add(ELLIPSOID, VEGETATION, (x, 0.0, zc), (width / 2, height / 2, width / 3),
-                      np.eye(3), b.tex("leaves_"), b.tint((1, 1, 1), 0.1), scale=4.0)
+                b.add(
+                    ELLIPSOID,
+                    VEGETATION,
+                    (x, 0.0, zc),
+                    (width / 2, height / 2, width / 3),
+                    np.eye(3),
+                    b.tex("leaves_"),
+                    b.tint((1, 1, 1), 0.1),
+                    scale=4.0,
+                )
             else:
-                b.add(BOX, BUILDING, (x, height / 2, zc), (width / 2, height / 2, width / 4),
-                      np.eye(3), b.tex("facade_"), b.tint((1, 1, 1), 0.1), scale=2.0)
+                b.add(
+                    BOX,
+                    BUILDING,
+                    (x, height / 2, zc),
+                    (width / 2, height / 2, width / 4),
+                    np.eye(3),
+                    b.tex("facade_"),
+                    b.tint((1, 1, 1), 0.1),
+                    scale=2.0,
+                )
 
     # a tram crossing the street ahead; placed before the street furniture and the traffic,
     # which then keep clear of it
     road_centre = (road_l + road_r) / 2
     if rng.random() < 0.3:
-        _bus(b, road_centre + rng.uniform(-5, 5), rng.uniform(35, 70),
-             np.pi / 2 + rng.normal(0, 0.03), label=TRAIN)
+        _bus(
+            b,
+            road_centre + rng.uniform(-5, 5),
+            rng.uniform(35, 70),
+            np.pi / 2 + rng.normal(0, 0.03),
+            label=TRAIN,
+        )
     # poles, signs and traffic lights near the curbs
     for side, edge in ((-1, road_l), (1, road_r)):
         z = rng.uniform(3, 14)
@@ -658,13 +1016,23 @@ def make_scene(seed: int, bank: TextureBank, *, camera_height: float = 1.65,
     # people on the sidewalks; parked bicycles
     for side, edge, width in ((-1, road_l, sw[0]), (1, road_r, sw[1])):
         for _ in range(rng.poisson(2.5)):
-            _person(b, edge + side * rng.uniform(0.4, width - 0.3), rng.uniform(4, 60),
-                    rng.uniform(0, 2 * np.pi))
+            _person(
+                b,
+                edge + side * rng.uniform(0.4, width - 0.3),
+                rng.uniform(4, 60),
+                rng.uniform(0, 2 * np.pi),
+            )
         if rng.random() < 0.3:
             z0 = rng.uniform(6, 40)
             for i in range(rng.integers(1, 4)):
-                _two_wheeler(b, edge + side * rng.uniform(0.6, width - 0.3), z0 + 1.0 * i,
-                             np.pi / 2 + rng.uniform(-0.2, 0.2), rng.random() < 0.3, False)
+                _two_wheeler(
+                    b,
+                    edge + side * rng.uniform(0.6, width - 0.3),
+                    z0 + 1.0 * i,
+                    np.pi / 2 + rng.uniform(-0.2, 0.2),
+                    rng.random() < 0.3,
+                    False,
+                )
 
     # a crosswalk with people on it
     crosswalk = None
@@ -672,8 +1040,12 @@ def make_scene(seed: int, bank: TextureBank, *, camera_height: float = 1.65,
         z0 = rng.uniform(10, 35)
         crosswalk = (z0, z0 + rng.uniform(3, 5), rng.uniform(0.4, 0.6))
         for _ in range(rng.integers(1, 5)):
-            _person(b, rng.uniform(road_l, road_r), rng.uniform(crosswalk[0], crosswalk[1]),
-                    rng.choice([np.pi / 2, -np.pi / 2]) + rng.uniform(-0.3, 0.3))
+            _person(
+                b,
+                rng.uniform(road_l, road_r),
+                rng.uniform(crosswalk[0], crosswalk[1]),
+                rng.choice([np.pi / 2, -np.pi / 2]) + rng.uniform(-0.3, 0.3),
+            )
 
     # traffic in the lanes
     for i, xl in enumerate(lanes):
@@ -703,9 +1075,14 @@ def make_scene(seed: int, bank: TextureBank, *, camera_height: float = 1.65,
     for _ in range(rng.poisson(0.8)):
         side = rng.choice([-1, 1])
         edge = road_l if side < 0 else road_r
-        _two_wheeler(b, edge - side * rng.uniform(0.6, 1.4), rng.uniform(6, 45),
-                     rng.normal(0, 0.05) + (np.pi if (side < 0 and two_way) else 0.0),
-                     rng.random() < 0.4, True)
+        _two_wheeler(
+            b,
+            edge - side * rng.uniform(0.6, 1.4),
+            rng.uniform(6, 45),
+            rng.normal(0, 0.05) + (np.pi if (side < 0 and two_way) else 0.0),
+            rng.random() < 0.4,
+            True,
+        )
     # parked vehicles
     for side, edge, park in ((-1, road_l, park_l), (1, road_r, park_r)):
         if park <= 0:
@@ -738,11 +1115,16 @@ def make_scene(seed: int, bank: TextureBank, *, camera_height: float = 1.65,
         if rng.random() < 0.7:
             lines.append((edge_x + (0.25 if edge_x == x_left else -0.25), 0.07, 0.0, 0.0))
     ground = Ground(
-        height=camera_height, road_x=(road_l, road_r), road_texture=b.tex("asphalt_"),
+        height=camera_height,
+        road_x=(road_l, road_r),
+        road_texture=b.tex("asphalt_"),
         road_texel=float(bank.tile_m[0] * rng.uniform(0.8, 1.3) / bank.size),
-        road_tint=b.tint((1, 1, 1), 0.08), terrain_texture=b.tex("terrain_"),
+        road_tint=b.tint((1, 1, 1), 0.08),
+        terrain_texture=b.tex("terrain_"),
         terrain_texel=float(bank.tile_m[7] * rng.uniform(0.8, 1.3) / bank.size),
-        terrain_tint=b.tint((1, 1, 1), 0.12), lane_lines=lines, crosswalk=crosswalk,
+        terrain_tint=b.tint((1, 1, 1), 0.12),
+        lane_lines=lines,
+        crosswalk=crosswalk,
     )
     elev = rng.uniform(np.radians(15), np.radians(65))
     azim = rng.uniform(0, 2 * np.pi)
@@ -751,13 +1133,15 @@ def make_scene(seed: int, bank: TextureBank, *, camera_height: float = 1.65,
     sun_strength = rng.uniform(0.15, 0.4) if overcast else rng.uniform(0.55, 0.9)
     warm = rng.uniform(-0.06, 0.1)
     horizon = np.array([0.78, 0.84, 0.9]) * rng.uniform(0.85, 1.05)
-    zenith = (np.array([0.5, 0.6, 0.65]) if overcast else np.array([0.3, 0.5, 0.85])
-              ) * rng.uniform(0.85, 1.1)
+    zenith = (np.array([0.5, 0.6, 0.65]) if overcast else np.array([0.3, 0.5, 0.85])) * rng.uniform(
+        0.85, 1.1
+    )
     lighting = Lighting(
         sun_dir=sun_dir,
         sun=sun_strength * np.array([1 + warm, 1.0, 1 - warm]),
         ambient=rng.uniform(0.45, 0.65) * np.array([1 - warm / 2, 1.0, 1 + warm / 2]),
-        sky_horizon=horizon, sky_zenith=zenith,
+        sky_horizon=horizon,
+        sky_zenith=zenith,
         clouds=rng.uniform(0.1, 0.6) if not overcast else rng.uniform(0.5, 0.9),
         haze_m=rng.uniform(250, 1200),
         exposure=rng.uniform(0.85, 1.2),
@@ -767,7 +1151,11 @@ def make_scene(seed: int, bank: TextureBank, *, camera_height: float = 1.65,
         noise_sigma=rng.uniform(0.8, 3.0),
     )
     return Scene(
-        seed=int(seed), primitives=b.prims, ground=ground, lighting=lighting,
-        camera_height=camera_height, pitch=float(rng.normal(0, np.radians(1.0))),
+        seed=int(seed),
+        primitives=b.prims,
+        ground=ground,
+        lighting=lighting,
+        camera_height=camera_height,
+        pitch=float(rng.normal(0, np.radians(1.0))),
         roll=float(rng.normal(0, np.radians(0.7))),
     )

@@ -22,8 +22,21 @@ TEXTURE_SIZE = 256
 """Side of every texture at mip level 0, in texels (power of two)."""
 
 PHOTO_NAMES = (
-    "astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",
-    "camera", "coins", "clock", "moon", "text", "page", "brick", "grass", "gravel",
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "immunohistochemistry",
+    "hubble_deep_field",
+    "camera",
+    "coins",
+    "clock",
+    "moon",
+    "text",
+    "page",
+    "brick",
+    "grass",
+    "gravel",
 )
 """scikit-image sample images used as photographs (all bundled with the scikit-image wheel)."""
 
@@ -58,9 +71,7 @@ class TextureBank:
         try:
             return self.names.index(name)
         except ValueError:
-            raise ValueError(
-                f"unknown texture {name!r}; known: {', '.join(self.names)}"
-            ) from None
+            raise ValueError(f"unknown texture {name!r}; known: {', '.join(self.names)}") from None
 
     def ids(self, prefix: str) -> list[int]:
         """Ids of all textures whose name starts with ``prefix``."""
@@ -149,8 +160,12 @@ def _rgb(gray: np.ndarray, color: tuple[float, float, float]) -> np.ndarray:
 
 
 def _asphalt(rng: np.random.Generator, n: int, base: float) -> np.ndarray:
-    g = (base + 0.035 * _spectral_noise(rng, n, 1.6) + 0.05 * _spectral_noise(rng, n, 0.3)
-         + 0.03 * _spectral_noise(rng, n, 1.0, fmin=24))
+    g = (
+        base
+        + 0.035 * _spectral_noise(rng, n, 1.6)
+        + 0.05 * _spectral_noise(rng, n, 0.3)
+        + 0.03 * _spectral_noise(rng, n, 1.0, fmin=24)
+    )
     speck = rng.random((n, n)) < 0.02
     g = np.where(speck, g + rng.uniform(0.1, 0.25, (n, n)), g)
     return _rgb(g, (1.0, 1.0, 1.03))
@@ -162,14 +177,22 @@ def _tiles(rng: np.random.Generator, n: int, count: int, base: tuple, joint: flo
     tile_id = (yy // cell) * count + (xx // cell)
     shade = rng.uniform(0.85, 1.12, count * count)[tile_id]
     seam = ((yy % cell) < 2) | ((xx % cell) < 2)
-    g = (shade * (1.0 + 0.08 * _spectral_noise(rng, n, 1.0, fmin=8))
-         + 0.04 * _spectral_noise(rng, n, 1.4))
+    g = shade * (1.0 + 0.08 * _spectral_noise(rng, n, 1.0, fmin=8)) + 0.04 * _spectral_noise(
+        rng, n, 1.4
+    )
     g = np.where(seam, joint, g)
     return _rgb(g.astype(np.float32), base)
 
 
-def _bricks(rng: np.random.Generator, n: int, rows: int, cols: int, color: tuple, mortar: float,
-            var: float = 0.15) -> np.ndarray:
+def _bricks(
+    rng: np.random.Generator,
+    n: int,
+    rows: int,
+    cols: int,
+    color: tuple,
+    mortar: float,
+    var: float = 0.15,
+) -> np.ndarray:
     bh = n // rows
     bw = n // cols
     yy, xx = np.mgrid[0:n, 0:n]
@@ -191,8 +214,14 @@ def _plaster(rng: np.random.Generator, n: int, color: tuple, amp: float = 0.07) 
     return _rgb(g, color)
 
 
-def _facade(rng: np.random.Generator, n: int, wall: np.ndarray, floors: int, cols: int,
-            glass: tuple = (0.12, 0.16, 0.2)) -> np.ndarray:
+def _facade(
+    rng: np.random.Generator,
+    n: int,
+    wall: np.ndarray,
+    floors: int,
+    cols: int,
+    glass: tuple = (0.12, 0.16, 0.2),
+) -> np.ndarray:
     """Periodic facade: ``floors`` x ``cols`` windows on a wall texture."""
     img = wall.copy()
     ch = n // floors
@@ -205,7 +234,7 @@ def _facade(rng: np.random.Generator, n: int, wall: np.ndarray, floors: int, col
             x0 = c * cw + int(cw * rng.uniform(0.18, 0.28))
             x1 = c * cw + int(cw * rng.uniform(0.72, 0.82))
             frame = np.asarray(rng.choice([0.9, 0.25, 0.6]) * np.ones(3), np.float32)
-            img[y0 - 2:y1 + 2, x0 - 2:x1 + 2] = frame
+            img[y0 - 2 : y1 + 2, x0 - 2 : x1 + 2] = frame
             lit = rng.uniform(0.6, 1.6)
             tone = np.asarray(glass, np.float32) * lit
             pane = tone + 0.12 * refl[y0:y1, x0:x1, None]
@@ -213,8 +242,8 @@ def _facade(rng: np.random.Generator, n: int, wall: np.ndarray, floors: int, col
                 pane = pane * 0.5 + 0.5 * np.asarray(rng.uniform(0.3, 0.9, 3), np.float32)
             img[y0:y1, x0:x1] = pane
             mx = (x0 + x1) // 2
-            img[y0:y1, mx - 1:mx + 1] = frame  # mullion
-            img[y1 + 2:y1 + 5, x0 - 4:x1 + 4] = 0.8  # sill
+            img[y0:y1, mx - 1 : mx + 1] = frame  # mullion
+            img[y1 + 2 : y1 + 5, x0 - 4 : x1 + 4] = 0.8  # sill
     return np.clip(img, 0, 1).astype(np.float32)
 
 
@@ -222,8 +251,8 @@ def _glass_front(rng: np.random.Generator, n: int) -> np.ndarray:
     refl = _spectral_noise(rng, n, 1.5)
     img = _rgb(0.35 + 0.12 * refl, (0.55, 0.7, 0.8))
     for x in range(0, n, n // 4):
-        img[:, x:x + 5] = 0.2
-    img[n // 3:n // 3 + 4] = 0.2
+        img[:, x : x + 5] = 0.2
+    img[n // 3 : n // 3 + 4] = 0.2
     return img
 
 
@@ -242,7 +271,7 @@ def _fence(rng: np.random.Generator, n: int, kind: int) -> np.ndarray:
         return _rgb(g.astype(np.float32), (0.8, 0.85, 0.8))
     # metal railing: vertical bars and two rails
     bars = (xx % 32) < 5
-    rails = ((yy % 128) < 8)
+    rails = (yy % 128) < 8
     bg = 0.35 + 0.12 * _spectral_noise(rng, n, 1.2)
     g = np.where(bars | rails, 0.15, bg)
     return _rgb(g.astype(np.float32), (0.9, 0.9, 1.0))
@@ -259,8 +288,9 @@ def _leaves(rng: np.random.Generator, n: int, color: tuple) -> np.ndarray:
 
 
 def _bark(rng: np.random.Generator, n: int) -> np.ndarray:
-    streaks = cv2.resize(rng.standard_normal((n, 16)).astype(np.float32), (n, n),
-                         interpolation=cv2.INTER_CUBIC)
+    streaks = cv2.resize(
+        rng.standard_normal((n, 16)).astype(np.float32), (n, n), interpolation=cv2.INTER_CUBIC
+    )
     g = 0.5 + 0.12 * streaks + 0.08 * _spectral_noise(rng, n, 1.0, fmin=16)
     return _rgb(g.astype(np.float32), (0.55, 0.42, 0.32))
 
@@ -268,10 +298,10 @@ def _bark(rng: np.random.Generator, n: int) -> np.ndarray:
 def _paint(rng: np.random.Generator, n: int, lines: bool) -> np.ndarray:
     g = 0.78 + 0.05 * _spectral_noise(rng, n, 1.4) + 0.025 * _spectral_noise(rng, n, 0.0, fmin=32)
     if lines:  # panel gaps, trim strip and a few dirt blotches give the matcher features
-        g[n // 2 - 2:n // 2 + 1] *= 0.45
-        g[:, n // 3:n // 3 + 2] *= 0.5
-        g[:, 2 * n // 3:2 * n // 3 + 2] *= 0.5
-        g[int(0.8 * n):int(0.8 * n) + 6] *= 0.6
+        g[n // 2 - 2 : n // 2 + 1] *= 0.45
+        g[:, n // 3 : n // 3 + 2] *= 0.5
+        g[:, 2 * n // 3 : 2 * n // 3 + 2] *= 0.5
+        g[int(0.8 * n) : int(0.8 * n) + 6] *= 0.6
         dirt = _spectral_noise(rng, n, 2.0) > 1.2
         g = np.where(dirt, g * 0.8, g)
     return _rgb(g.astype(np.float32), (1.0, 1.0, 1.0))
@@ -282,9 +312,9 @@ def _car_glass(rng: np.random.Generator, n: int) -> np.ndarray:
     yy = np.linspace(0, 1, n, dtype=np.float32)[:, None]
     g = 0.22 + 0.12 * refl + 0.2 * (1 - yy)
     img = _rgb(g, (0.8, 0.9, 1.0))
-    img[int(0.75 * n):] = img[int(0.75 * n):] * 0.5 + 0.35  # door panel below the windows
+    img[int(0.75 * n) :] = img[int(0.75 * n) :] * 0.5 + 0.35  # door panel below the windows
     for x in (n // 3, 2 * n // 3):
-        img[:, x - 3:x + 3] = 0.1  # pillars
+        img[:, x - 3 : x + 3] = 0.1  # pillars
     return np.clip(img, 0, 1).astype(np.float32)
 
 
@@ -294,10 +324,10 @@ def _bus_side(rng: np.random.Generator, n: int, photo: np.ndarray | None) -> np.
     glass = _car_glass(rng, n)[top:bot]
     img[top:bot] = glass
     for x in range(0, n, n // 4):
-        img[top:bot, x:x + 4] = 0.15
+        img[top:bot, x : x + 4] = 0.15
     if photo is not None:  # advertising panel below the windows
         ad = cv2.resize(photo, (n // 2, int(0.3 * n)), interpolation=cv2.INTER_AREA)
-        img[int(0.55 * n):int(0.55 * n) + ad.shape[0], n // 4:n // 4 + ad.shape[1]] = ad
+        img[int(0.55 * n) : int(0.55 * n) + ad.shape[0], n // 4 : n // 4 + ad.shape[1]] = ad
     return img
 
 
@@ -340,10 +370,15 @@ def _rubber(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def _metal(rng: np.random.Generator, n: int) -> np.ndarray:
-    brushed = cv2.resize(rng.standard_normal((n, 8)).astype(np.float32), (n, n),
-                         interpolation=cv2.INTER_LINEAR)
-    g = 0.55 + 0.06 * brushed + 0.08 * _spectral_noise(rng, n, 1.2) + 0.04 * _spectral_noise(
-        rng, n, 0.0, fmin=30)
+    brushed = cv2.resize(
+        rng.standard_normal((n, 8)).astype(np.float32), (n, n), interpolation=cv2.INTER_LINEAR
+    )
+    g = (
+        0.55
+        + 0.06 * brushed
+        + 0.08 * _spectral_noise(rng, n, 1.2)
+        + 0.04 * _spectral_noise(rng, n, 0.0, fmin=30)
+    )
     g[(np.arange(n) % 64) < 3] *= 0.6  # bands / clamps along the pole
     return _rgb(g.astype(np.float32), (0.95, 0.97, 1.0))
 
@@ -359,11 +394,21 @@ def _sign(rng: np.random.Generator, n: int, kind: int) -> np.ndarray:
     if kind == 0:  # prohibition: red ring, white centre, black number
         cv2.circle(img, (c, c), int(0.48 * n), red, -1, aa)
         cv2.circle(img, (c, c), int(0.36 * n), white, -1, aa)
-        cv2.putText(img, str(rng.choice([30, 50, 70])), (int(0.22 * n), int(0.62 * n)),
-                    cv2.FONT_HERSHEY_SIMPLEX, n / 110, black, max(2, n // 40), aa)
+        cv2.putText(
+            img,
+            str(rng.choice([30, 50, 70])),
+            (int(0.22 * n), int(0.62 * n)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            n / 110,
+            black,
+            max(2, n // 40),
+            aa,
+        )
     elif kind == 1:  # warning triangle
-        pts = np.array([[c, int(0.05 * n)], [int(0.97 * n), int(0.92 * n)],
-                        [int(0.03 * n), int(0.92 * n)]], np.int32)
+        pts = np.array(
+            [[c, int(0.05 * n)], [int(0.97 * n), int(0.92 * n)], [int(0.03 * n), int(0.92 * n)]],
+            np.int32,
+        )
         cv2.fillPoly(img, [pts], red, aa)
         centre = np.array([c, int(0.63 * n)])
         inner = ((pts - centre) * 0.72 + centre).astype(np.int32)
@@ -372,21 +417,38 @@ def _sign(rng: np.random.Generator, n: int, kind: int) -> np.ndarray:
         cv2.circle(img, (c, int(0.78 * n)), n // 22, black, -1, aa)
     elif kind == 2:  # mandatory: blue disc with white arrow
         cv2.circle(img, (c, c), int(0.48 * n), blue, -1, aa)
-        cv2.arrowedLine(img, (c, int(0.8 * n)), (c, int(0.2 * n)), white, n // 12, aa,
-                        tipLength=0.35)
+        cv2.arrowedLine(
+            img, (c, int(0.8 * n)), (c, int(0.2 * n)), white, n // 12, aa, tipLength=0.35
+        )
     elif kind == 3:  # stop octagon
         ang = np.pi / 8 + np.arange(8) * np.pi / 4
         pts = np.stack([c + 0.48 * n * np.cos(ang), c + 0.48 * n * np.sin(ang)], 1).astype(np.int32)
         cv2.fillPoly(img, [pts], red, aa)
         cv2.polylines(img, [pts], True, white, n // 40, aa)
-        cv2.putText(img, "STOP", (int(0.12 * n), int(0.6 * n)), cv2.FONT_HERSHEY_SIMPLEX, n / 100,
-                    white, max(2, n // 30), aa)
+        cv2.putText(
+            img,
+            "STOP",
+            (int(0.12 * n), int(0.6 * n)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            n / 100,
+            white,
+            max(2, n // 30),
+            aa,
+        )
     elif kind == 4:  # blue information panel with text
         img[:] = blue
         cv2.rectangle(img, (n // 20, n // 20), (n - n // 20, n - n // 20), white, n // 40)
         for i, word in enumerate(("EXIT", "CITY", "P+R")):
-            cv2.putText(img, word, (int(0.15 * n), int((0.32 + 0.25 * i) * n)),
-                        cv2.FONT_HERSHEY_SIMPLEX, n / 180, white, max(1, n // 60), aa)
+            cv2.putText(
+                img,
+                word,
+                (int(0.15 * n), int((0.32 + 0.25 * i) * n)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                n / 180,
+                white,
+                max(1, n // 60),
+                aa,
+            )
     else:  # priority diamond
         pts = np.array([[c, 4], [n - 4, c], [c, n - 4], [4, c]], np.int32)
         cv2.fillPoly(img, [pts], white, aa)
@@ -418,6 +480,7 @@ def _clouds(rng: np.random.Generator, n: int) -> np.ndarray:
 def _photo(name: str, n: int) -> np.ndarray | None:
     try:
         import skimage.data  # noqa: PLC0415 - optional at import time, bundled images only
+
         img = getattr(skimage.data, name)()
     except Exception:  # missing scikit-image or a sample not bundled: fall back to procedural
         return None
@@ -430,7 +493,7 @@ def _photo(name: str, n: int) -> np.ndarray | None:
     h, w = img.shape[:2]
     side = min(h, w)
     y0, x0 = (h - side) // 2, (w - side) // 2
-    crop = np.ascontiguousarray(img[y0:y0 + side, x0:x0 + side])
+    crop = np.ascontiguousarray(img[y0 : y0 + side, x0 : x0 + side])
     out = cv2.resize(crop, (n, n), interpolation=cv2.INTER_AREA)
     return out.astype(np.float32) / 255.0
 
@@ -485,12 +548,17 @@ def _make_textures(use_photos: bool) -> tuple[list[str], list[float], list[np.nd
     add("terrain_0", 3.0, grass * np.asarray((0.75, 1.0, 0.55), np.float32))
     add("terrain_1", 2.0, gravel * np.asarray((0.95, 0.85, 0.7), np.float32))
     add("terrain_2", 4.0, _leaves(rng, n, (0.55, 0.62, 0.35)) * 0.8)
-    add("terrain_3", 3.0, np.clip(0.6 * grass * np.asarray((0.8, 0.95, 0.5), np.float32)
-                                   + 0.4 * gravel * 0.7, 0, 1))
+    add(
+        "terrain_3",
+        3.0,
+        np.clip(0.6 * grass * np.asarray((0.8, 0.95, 0.5), np.float32) + 0.4 * gravel * 0.7, 0, 1),
+    )
     # buildings and walls
     walls = [
-        _plaster(rng, n, (0.85, 0.8, 0.7)), _plaster(rng, n, (0.7, 0.72, 0.75)),
-        _bricks(rng, n, 32, 8, (0.62, 0.32, 0.22), 0.7), _plaster(rng, n, (0.9, 0.88, 0.82), 0.2),
+        _plaster(rng, n, (0.85, 0.8, 0.7)),
+        _plaster(rng, n, (0.7, 0.72, 0.75)),
+        _bricks(rng, n, 32, 8, (0.62, 0.32, 0.22), 0.7),
+        _plaster(rng, n, (0.9, 0.88, 0.82), 0.2),
         photo_or("brick", _bricks(rng, n, 16, 4, (0.6, 0.55, 0.5), 0.6)),
         _bricks(rng, n, 32, 8, (0.7, 0.65, 0.55), 0.55),
     ]
@@ -530,8 +598,20 @@ def _make_textures(use_photos: bool) -> tuple[list[str], list[float], list[np.nd
         add(f"cloth_{k}", 0.8, _fabric(rng, n, k))
     add("skin_0", 0.7, _skin(rng, n))
     # photographs (posters, graffiti, printed clothes); procedural stand-ins without scikit-image
-    posters = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry",
-               "hubble_deep_field", "camera", "coins", "clock", "text", "page", "moon")
+    posters = (
+        "astronaut",
+        "coffee",
+        "chelsea",
+        "rocket",
+        "immunohistochemistry",
+        "hubble_deep_field",
+        "camera",
+        "coins",
+        "clock",
+        "text",
+        "page",
+        "moon",
+    )
     for i, p in enumerate(posters):
         img = photos.get(p)
         add(f"photo_{i}", 3.0, img if img is not None else _fabric(rng, n, i % 4))
@@ -556,7 +636,11 @@ def build_texture_bank(use_photos: bool = True) -> TextureBank:
     rgb = np.clip(np.rint(np.concatenate(chunks) * 255.0), 0, 255).astype(np.uint8)
     rgba = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], axis=1)
     return TextureBank(
-        names=tuple(names), tile_m=np.asarray(tiles, np.float32),
-        flat=np.ascontiguousarray(rgba).view(np.uint32).reshape(-1), offsets=offsets,
-        size=TEXTURE_SIZE, levels=levels, photos=have_photos,
+        names=tuple(names),
+        tile_m=np.asarray(tiles, np.float32),
+        flat=np.ascontiguousarray(rgba).view(np.uint32).reshape(-1),
+        offsets=offsets,
+        size=TEXTURE_SIZE,
+        levels=levels,
+        photos=have_photos,
     )
