@@ -51,6 +51,7 @@ setup(
             "stereo-semantic-synth = stereo_semantic_ros.synth.cli:main",
             "stereo-semantic-train = stereo_semantic_ros.train:main",
             "stereo-semantic-eval = stereo_semantic_ros.evaluate:main",
+            "stereo-semantic-ablation = stereo_semantic_ros.ablation:main",
             "stereo-semantic-make-bag = stereo_semantic_ros.bagtools.make_bag:main",
             "stereo-semantic-replay = stereo_semantic_ros.bagtools.replay:main",
         ],

@@ -1,0 +1,102 @@
+"""stereo-semantic-ablation: three variants of one recipe, trained alike, evaluated alike.
+
+Runs the tiny recipe (config/train/tiny_test.yaml) for a few steps per variant on six 96x48
+synthetic scenes, so the whole ablation takes seconds on a CPU.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stereo_semantic_ros.ablation import VARIANTS, main, markdown_table, running_mean
+from stereo_semantic_ros.checkpoint import load_checkpoint
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = REPO / "config" / "train" / "tiny_test.yaml"
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    from stereo_semantic_ros.synth import cli
+
+    root = tmp_path_factory.mktemp("synth")
+    argv = ["--out", str(root), "--count", "6", "--width", "96", "--height", "48"]
+    assert cli.main([*argv, "--seed", "0", "--workers", "1"]) == 0
+    return root
+
+
+def _argv(data_root: Path, out: Path, steps: int) -> list[str]:
+    return [
+        "--config",
+        str(TINY),
+        "--test-data",
+        str(data_root),
+        "--out",
+        str(out),
+        "--steps",
+        str(steps),
+        "--set",
+        f"data.root={data_root}",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
+
+
+def test_ablation_trains_each_variant_on_one_budget_and_tabulates(data_root, tmp_path, capsys):
+    out = tmp_path / "ablation"
+    assert main(_argv(data_root, out, steps=3)) == 0
+
+    report = json.loads((out / "ablation.json").read_text())
+    rows = {r["name"]: r for r in report["variants"]}
+    assert list(rows) == list(VARIANTS)
+    hyper = {}
+    for name, tasks in VARIANTS.items():
+        hp = dict(load_checkpoint(out / name / "final.pt").hyper_parameters)
+        assert hp.pop("tasks") == list(tasks)
+        hyper[name] = hp
+        assert rows[name]["steps"] == 3
+        assert (out / name / "eval" / "metrics.json").is_file()
+    # only train.tasks differs between the variants
+    assert hyper["joint"] == hyper["disparity-only"] == hyper["segmentation-only"]
+    joint, disp, seg = rows["joint"], rows["disparity-only"], rows["segmentation-only"]
+    # each single-task network is a strict part of the joint one
+    assert joint["parameters"] > disp["parameters"] > 0
+    assert joint["parameters"] > seg["parameters"] > 0
+    assert seg["epe_all"] is None and seg["bad3_all"] is None and seg["miou"] is not None
+    assert disp["miou"] is None and disp["epe_all"] is not None
+    assert joint["epe_all"] is not None and 0.0 <= joint["miou"] <= 100.0
+
+    table = (out / "ablation.md").read_text()
+    assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == list(VARIANTS)
+    assert (out / "ablation.png").stat().st_size > 10_000
+    assert "| joint |" in capsys.readouterr().out
+
+
+def test_a_finished_ablation_is_only_re_evaluated(data_root, tmp_path):
+    out = tmp_path / "ablation"
+    assert main(_argv(data_root, out, steps=2)) == 0
+    logs = {name: (out / name / "log.jsonl").read_text() for name in VARIANTS}
+    assert main(_argv(data_root, out, steps=2)) == 0
+    assert {name: (out / name / "log.jsonl").read_text() for name in VARIANTS} == logs
+
+
+def test_missing_test_data_is_a_clear_error(data_root, tmp_path, capsys):
+    argv = _argv(data_root, tmp_path / "a", steps=1)
+    argv[argv.index("--test-data") + 1] = str(tmp_path / "nowhere")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "does not exist" in err
+    assert not (tmp_path / "a" / "joint").exists()
+
+
+def test_running_mean_and_table_cells():
+    assert running_mean([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
+    row = dict.fromkeys(
+        ("steps", "train_minutes", "epe_noc", "bad3_noc", "epe_all", "bad3_all"), None
+    )
+    row.update(name="segmentation-only", parameters=1234, miou=12.345, ms_per_image=5.0)
+    row.update(global_accuracy=50.0, class_accuracy=None, steps=7, train_minutes=0.25)
+    line = markdown_table([row]).splitlines()[-1]
+    assert line == "| segmentation-only | 1,234 | 7 | 0.2 | - | - | - | - | 12.35 | 50.00 | - | 5 |"
