@@ -1,0 +1,62 @@
+"""The model card's evaluation row is what stereo-semantic-eval measures on the shipped weights.
+
+Regenerates the card's held-out split (the first 100 scenes of seed 1000, 384x128; each scene
+depends only on the seed and its index) and evaluates the shipped weights through the
+evaluation CLI, so a change to the generator, the pipeline or the metrics that moves the
+card's figures fails here instead of leaving the card stale.
+"""
+
+import json
+from pathlib import Path
+
+from stereo_semantic_ros import evaluate
+from stereo_semantic_ros.synth import cli as synth_cli
+
+REPO = Path(__file__).resolve().parent.parent
+CARD = REPO / "models" / "esp_joint_synthetic.md"
+WEIGHTS = REPO / "models" / "esp_joint_synthetic.pt"
+# card column -> (metrics.json path in methods["ours"], scale)
+COLUMNS = {
+    "EPE NOC": (("disparity", "noc", "epe"), 1.0),
+    "bad-3 NOC": (("disparity", "noc", "bad3"), 1.0),
+    "EPE All": (("disparity", "all", "epe"), 1.0),
+    "bad-1 All": (("disparity", "all", "bad1"), 1.0),
+    "bad-3 All": (("disparity", "all", "bad3"), 1.0),
+    "D1 All": (("disparity", "all", "d1"), 1.0),
+    "mIoU": (("segmentation", "miou"), 100.0),
+    "G": (("segmentation", "global_accuracy"), 100.0),
+    "C": (("segmentation", "class_accuracy"), 100.0),
+}
+
+
+def card_row(method: str) -> dict[str, float]:
+    """The card's first table row of ``method``, keyed by the table's header."""
+    lines = CARD.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(f"| {method} |"):
+            sep = next(j for j in range(i - 1, -1, -1) if lines[j].startswith("|---"))
+            names = [c.strip() for c in lines[sep - 1].strip("|").split("|")]
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            return {n: float(c) for n, c in zip(names, cells, strict=True) if n in COLUMNS}
+    raise AssertionError(f"no '| {method} |' row in {CARD}")
+
+
+def test_eval_reproduces_the_cards_figures(tmp_path):
+    card = card_row("ours")
+    assert set(card) == set(COLUMNS), "the card's table lost a column this test checks"
+
+    data = tmp_path / "test"
+    argv = ["--out", str(data), "--count", "100", "--width", "384", "--height", "128"]
+    assert synth_cli.main([*argv, "--seed", "1000", "--workers", "2"]) == 0
+    out = tmp_path / "eval"
+    argv = ["--weights", str(WEIGHTS), "--data", str(data), "--max-images", "100"]
+    argv += ["--baseline", "none", "--num-pictures", "0", "--out", str(out), "--no-progress"]
+    assert evaluate.main([*argv, "--device", "cpu"]) == 0
+
+    ours = json.loads((out / "metrics.json").read_text())["methods"]["ours"]
+    for name, (path, scale) in COLUMNS.items():
+        value = ours
+        for key in path:
+            value = value[key]
+        # the card rounds to 2 decimals; float differences between CPUs are far smaller
+        assert abs(value * scale - card[name]) <= 0.0051, (name, value * scale, card[name])
