@@ -177,9 +177,14 @@ def _train(
     log = RunLog(out, columns, state.step if ckpt is not None else None) if info.main else None
     if info.main:
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        where = f"resuming at step {state.step + 1}" if ckpt is not None else "starting"
+        if ckpt is None:
+            where = f"starting {tcfg.steps} steps"
+        elif state.step >= tcfg.steps:
+            where = f"finished run ({state.step} of {tcfg.steps} steps), rewriting its outputs"
+        else:
+            where = f"resuming at step {state.step + 1} of {tcfg.steps}"
         print(
-            f"{PROG}: {where} of {tcfg.steps}; {len(dataset)} training samples, batch "
+            f"{PROG}: {where}; {len(dataset)} training samples, batch "
             f"{tcfg.batch_size} x {info.world_size} process(es), {batches_per_epoch} steps per "
             f"epoch, device {device}, tasks {tasks}, weighting {opt.weighting.kind}, "
             f"lr {tcfg.lr} x{tcfg.lr_decay} at steps {cfg.milestone_steps()}",
