@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from stereo_semantic_ros.checkpoint import Checkpoint, save_checkpoint
-from stereo_semantic_ros.networks import get_model
+from stereo_semantic_ros.networks import get_model, list_models
 from stereo_semantic_ros.pointcloud import PointCloudOptions
 from stereo_semantic_ros.ros.node_stats import (
     DROP_REASONS,
@@ -107,10 +107,18 @@ def test_bad_values_are_refused_with_a_reason(name: str, value: object, words: s
     assert words in str(info.value)
 
 
-@pytest.mark.parametrize("architecture", [a for a in ARCHITECTURES if a != "esp_joint"])
+@pytest.mark.parametrize("architecture", [a for a in ARCHITECTURES if a not in list_models()])
 def test_designed_but_unregistered_architectures_are_not_implemented(architecture: str) -> None:
-    with pytest.raises(SettingsError, match="not implemented in this release; available: esp"):
+    with pytest.raises(
+        SettingsError, match="not implemented in this release; available: corr_mtl, esp_joint"
+    ):
         check_value("architecture", architecture)
+
+
+def test_implemented_architectures_are_accepted() -> None:
+    assert {"esp_joint", "corr_mtl"} <= set(list_models()) <= set(ARCHITECTURES)
+    for architecture in ("esp_joint", "corr_mtl"):
+        assert check_value("architecture", architecture) == architecture
 
 
 def test_approximate_sync_needs_a_slop() -> None:

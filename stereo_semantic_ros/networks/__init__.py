@@ -1,6 +1,9 @@
 """Network architectures, looked up by name through the registry."""
 
-from stereo_semantic_ros.networks import esp_joint  # noqa: F401  (registers the builder)
+from stereo_semantic_ros.networks import (  # noqa: F401  (importing registers the builders)
+    corr_mtl,
+    esp_joint,
+)
 from stereo_semantic_ros.networks.registry import (
     get_model,
     get_model_builder,

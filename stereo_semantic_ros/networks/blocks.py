@@ -1,4 +1,5 @@
-"""Blocks shared by the architectures: conv units, ESP blocks, cost volumes, soft-argmin."""
+"""Blocks shared by the architectures: conv units, ESP blocks, cost volumes, correlation,
+cross-stitch units, soft-argmin."""
 
 from __future__ import annotations
 
@@ -149,6 +150,80 @@ def concat_cost_volume(left: torch.Tensor, right: torch.Tensor, levels: int) -> 
         volume[:, :c, d, :, d:] = left[..., d:]
         volume[:, c:, d, :, d:] = right[..., : w - d]
     return volume
+
+
+def correlation_1d(
+    left: torch.Tensor,
+    right: torch.Tensor,
+    max_displacement: int,
+    patch_size: int = 1,
+    stride: int = 1,
+) -> torch.Tensor:
+    """FlowNet's correlation layer restricted to a rectified pair's epipolar lines (DispNetC).
+
+    The correlation of a patch centred at ``x1`` in ``left`` and ``x2`` in ``right`` is
+    ``c(x1, x2) = sum_{o in [-k, k]^2} <left(x1 + o), right(x2 + o)>`` with patch size
+    ``K = 2k + 1`` (FlowNet eq. 1); it has no weights. For a left-referenced disparity the
+    partner of ``x1 = (u, v)`` is ``x2 = (u - d, v)``, so only horizontal displacements
+    ``d = 0, stride, 2 * stride, ... <= max_displacement`` are compared. Features outside the
+    image count as zero. As in FlowNet's implementation the sum is divided by ``C * K**2``.
+
+    Args:
+        left, right: (B, C, H, W) feature maps of the two views.
+        max_displacement: largest displacement d, in pixels of the feature maps (>= 0).
+        patch_size: K, odd.
+        stride: step between compared displacements.
+
+    Returns:
+        (B, max_displacement // stride + 1, H, W), channel i holding displacement ``i * stride``;
+        computed in float32 and returned in the inputs' dtype.
+    """
+    if left.shape != right.shape or left.ndim != 4:
+        raise ValueError(
+            f"correlation needs two (B, C, H, W) maps of one shape, got {tuple(left.shape)} "
+            f"and {tuple(right.shape)}"
+        )
+    if max_displacement < 0 or stride < 1 or patch_size < 1 or patch_size % 2 == 0:
+        raise ValueError(
+            f"need max_displacement >= 0, stride >= 1 and an odd patch_size, got "
+            f"{max_displacement}, {stride}, {patch_size}"
+        )
+    b, c, h, w = left.shape
+    f1, f2 = left.float(), right.float()
+    out = f1.new_zeros(b, max_displacement // stride + 1, h, w)
+    for i, d in enumerate(range(0, max_displacement + 1, stride)):
+        if d < w:
+            out[:, i, :, d:] = (f1[..., d:] * f2[..., : w - d]).sum(1)
+    if patch_size > 1:
+        # the patch sum of per-pixel products, zero outside the image: a K x K box filter
+        k = patch_size // 2
+        out = F.avg_pool2d(out, patch_size, 1, k, count_include_pad=True) * patch_size**2
+    return (out / (c * patch_size**2)).to(left.dtype)
+
+
+class CrossStitch(nn.Module):
+    """Cross-stitch unit (Misra et al. 2016; the "alpha layer" of the corr_mtl paper, Sec. 5.2).
+
+    Mixes the activations of two task branches of equal shape at every location:
+    ``[x~A, x~B] = [[a_AA, a_AB], [a_BA, a_BB]] @ [xA, xB]``. ``a_AA = a_BB = alpha_same`` and
+    ``a_AB = a_BA = alpha_diff`` initially; all four are learnt (autograd gives the paper's
+    transposed-matrix backward).
+    """
+
+    def __init__(self, alpha_same: float = 0.9, alpha_diff: float = 0.1) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(
+            torch.tensor([[alpha_same, alpha_diff], [alpha_diff, alpha_same]], dtype=torch.float32)
+        )
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two (B, C, H, W) tensors of one shape -> the two mixed tensors."""
+        if a.shape != b.shape:
+            raise ValueError(
+                f"cross-stitch needs equal shapes, got {tuple(a.shape)}, {tuple(b.shape)}"
+            )
+        alpha = self.alpha.to(a.dtype)
+        return alpha[0, 0] * a + alpha[0, 1] * b, alpha[1, 0] * a + alpha[1, 1] * b
 
 
 def soft_argmin(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
