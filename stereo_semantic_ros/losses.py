@@ -77,6 +77,156 @@ def joint_loss(
     return total, metrics  # type: ignore[return-value]
 
 
+# --- the warp method of the corr_mtl paper (seed 000, Sec. 5.4 and 6.1) ----------------------
+
+
+def warp_right_to_left(
+    right: torch.Tensor, disparity: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bring a right-view map into the left view: ``out[..., v, u] = right[..., v, u - d]``.
+
+    Bilinear between columns (the paper's "bilinear warp on right image"); differentiable in
+    ``right`` and in ``disparity``.
+
+    Args:
+        right: (B, C, H, W) anything defined on the right image (logits, features, one-hot).
+        disparity: (B, 1, H, W) left-view disparity in pixels (left-referenced, >= 0).
+
+    Returns:
+        the warped (B, C, H, W) map, zero where ``u - d`` falls outside the right image, and
+        (B, 1, H, W) bool ``inside``: whether it did not.
+    """
+    if disparity.shape[1] != 1 or disparity.shape[-2:] != right.shape[-2:]:
+        raise ValueError(
+            f"disparity must be (B, 1, H, W) matching {tuple(right.shape)}, "
+            f"got {tuple(disparity.shape)}"
+        )
+    b, _, h, w = right.shape
+    disp = torch.nan_to_num(disparity.float(), nan=0.0)
+    u = torch.arange(w, device=right.device, dtype=torch.float32).view(1, 1, 1, w)
+    v = torch.arange(h, device=right.device, dtype=torch.float32).view(1, h, 1)
+    src = u - disp  # (B, 1, H, W) source column in the right image
+    inside = (src >= 0) & (src <= w - 1)
+    grid = torch.stack(
+        [2 * src[:, 0] / max(w - 1, 1) - 1, (2 * v / max(h - 1, 1) - 1).expand(b, h, w)], -1
+    )
+    warped = F.grid_sample(
+        right.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True
+    )
+    return warped.to(right.dtype), inside
+
+
+def visible_in_right(disparity: torch.Tensor) -> torch.Tensor:
+    """Left pixels the right camera sees, judged from the left disparity alone.
+
+    Left pixel ``u`` lands on right column ``x(u) = u - d(u)``. It is occluded when a pixel
+    further right lands at or left of it (``x(u') <= x(u)`` for some ``u' > u``: that pixel
+    is nearer and covers it in the right view).
+
+    Args:
+        disparity: (B, 1, H, W) pixels.
+
+    Returns:
+        (B, 1, H, W) bool, True where visible (inside the right image or not).
+    """
+    w = disparity.shape[-1]
+    u = torch.arange(w, device=disparity.device, dtype=torch.float32)
+    x = u - torch.nan_to_num(disparity.float(), nan=0.0)
+    # min over u' > u of x(u'): a running minimum from the right, shifted by one column
+    from_right = torch.cummin(x.flip(-1), dim=-1).values.flip(-1)
+    beyond = F.pad(from_right[..., 1:], (0, 1), value=float("inf"))
+    return x < beyond
+
+
+def warp_trust_mask(
+    disparity: torch.Tensor,
+    trusted: torch.Tensor | None = None,
+    *,
+    border_columns: int = 0,
+    dilation: int = 8,
+) -> torch.Tensor:
+    """Where a right-view map warped with ``disparity`` may be used (paper Sec. 6.1).
+
+    The paper found the warped right segmentation wrong where the ground-truth disparity is
+    missing (occlusions, "most of them on the left border of an object"), next to such holes,
+    and in the first ~60 image columns, where the right camera sees nothing useful; it masks
+    those columns and dilates the untrusted regions with an 8x8 kernel.
+
+    Args:
+        disparity: (B, 1, H, W) left-view disparity used for the warp, pixels.
+        trusted: (B, 1, H, W) bool, pixels whose disparity is valid and visible in the right
+            view (e.g. ground-truth ``valid & noc``); None: :func:`visible_in_right` of
+            ``disparity``.
+        border_columns: the first columns of the left image that are always masked.
+        dilation: side of the square kernel the untrusted region is dilated with (1 = none).
+
+    Returns:
+        (B, 1, H, W) bool, True where the warped map is trusted.
+    """
+    if dilation < 1 or border_columns < 0:
+        raise ValueError(
+            f"need dilation >= 1 and border_columns >= 0, got {dilation}, {border_columns}"
+        )
+    if trusted is None:
+        trusted = visible_in_right(disparity)
+    w = disparity.shape[-1]
+    src = torch.arange(w, device=disparity.device).view(1, 1, 1, w) - disparity
+    trusted = trusted & torch.isfinite(disparity) & (src >= 0) & (src <= w - 1)
+    untrusted = (~trusted).float()
+    if dilation > 1:
+        before = (dilation - 1) // 2
+        untrusted = F.max_pool2d(
+            F.pad(untrusted, (before, dilation - 1 - before, before, dilation - 1 - before)),
+            dilation,
+            stride=1,
+        )
+    keep = untrusted == 0
+    if border_columns:
+        keep[..., :border_columns] = False
+    return keep
+
+
+def warped_fusion_loss(
+    left_logits: torch.Tensor,
+    right_logits: torch.Tensor,
+    disparity: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    trusted: torch.Tensor | None = None,
+    border_columns: int = 0,
+    dilation: int = 8,
+    class_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The corr_mtl paper's warp method (Algorithm 1) as a training loss.
+
+    The right view's segmentation logits are warped into the left view with ``disparity``
+    and added to the left logits where :func:`warp_trust_mask` trusts them; the fused logits
+    are scored against the left labels with the (class-weighted) cross-entropy:
+
+        L_warp = CE(left_logits + mask * warp(right_logits, d), labels)
+
+    Gradients reach both views' logits (and ``disparity`` if it requires them).
+
+    Args:
+        left_logits, right_logits: (B, C, H, W) segmentation logits of the two views.
+        disparity: (B, 1, H, W) left-view disparity in pixels (ground truth in the paper).
+        labels: (B, H, W) int64 left-view train ids, 255 ignored.
+        trusted, border_columns, dilation: see :func:`warp_trust_mask`.
+
+    Returns:
+        ``(loss, metrics)``; metrics: ``seg_warp_trusted``, the fraction of pixels fused.
+    """
+    if left_logits.shape != right_logits.shape:
+        raise ValueError(
+            f"left logits {tuple(left_logits.shape)} and right {tuple(right_logits.shape)} differ"
+        )
+    keep = warp_trust_mask(disparity, trusted, border_columns=border_columns, dilation=dilation)
+    warped, _ = warp_right_to_left(right_logits, disparity)
+    fused = left_logits + torch.where(keep, warped, torch.zeros_like(warped))
+    loss = segmentation_loss(fused, labels, class_weights)
+    return loss, {"seg_warp_trusted": float(keep.float().mean())}
+
+
 # --- multi-task loss weighting ---------------------------------------------------------------
 
 TASK_OF_OUTPUT = {"disparity": "disparity", "seg_logits": "segmentation"}

@@ -173,7 +173,7 @@ def _train(
             final=final,
         )
 
-    columns = log_columns(tasks, opt.weighting, val_set is not None)
+    columns = log_columns(tasks, opt.weighting, val_set is not None, opt.extra_log_columns)
     log = RunLog(out, columns, state.step if ckpt is not None else None) if info.main else None
     if info.main:
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -22,6 +22,7 @@ from stereo_semantic_ros.networks import get_model_builder
 
 DATASET_TYPES = ("synthetic", "kitti2015", "cityscapes", "vkitti2")
 TASKS = ("disparity", "segmentation")
+SEG_WARP_DISPARITIES = ("ground_truth", "predicted")
 
 
 class ConfigError(ValueError):
@@ -121,7 +122,16 @@ class TrainSection:
 @dataclass
 class LossSection:
     """``loss:`` -- ``weighting`` fixed (``w_disp * L_d + w_seg * L_s``), gradnorm or
-    uncertainty; ``class_weight_c`` is c in ``w = 1 / ln(c + p_class)``."""
+    uncertainty; ``class_weight_c`` is c in ``w = 1 / ln(c + p_class)``.
+
+    ``seg_warp`` > 0 adds the corr_mtl paper's warp method (seed 000, Algorithm 1) with that
+    weight, outside the task weighting: the network also segments the mirrored pair (the right
+    view), those logits are warped into the left view with ``seg_warp_disparity``
+    (``ground_truth`` as the paper, or the network's own ``predicted`` disparity, detached),
+    added to the left logits where trusted and scored against the left labels; the first
+    ``seg_warp_border`` columns are masked and the untrusted (invalid or occluded) regions are
+    dilated by a ``seg_warp_dilation`` square (paper: 60 columns of 2048, 8x8). 0 = off.
+    """
 
     weighting: str = "fixed"
     w_disp: float = 5.0
@@ -131,6 +141,10 @@ class LossSection:
     gradnorm_alpha: float = 1.5
     gradnorm_lr: float = 0.025
     gradnorm_parameter: str = "features.norm3.0.weight"
+    seg_warp: float = 0.0
+    seg_warp_disparity: str = "ground_truth"
+    seg_warp_border: int = 0
+    seg_warp_dilation: int = 8
 
 
 @dataclass
@@ -319,6 +333,25 @@ def _validate(cfg: TrainConfig) -> None:
         )
     if loss.class_weight_c <= 1.0:
         raise ConfigError(f"loss.class_weight_c must be > 1, got {loss.class_weight_c}")
+    if loss.seg_warp < 0:
+        raise ConfigError(f"loss.seg_warp must be >= 0 (0 = off), got {loss.seg_warp}")
+    if loss.seg_warp_disparity not in SEG_WARP_DISPARITIES:
+        raise ConfigError(
+            f"loss.seg_warp_disparity must be one of {', '.join(SEG_WARP_DISPARITIES)}, "
+            f"got {loss.seg_warp_disparity!r}"
+        )
+    if loss.seg_warp_border < 0 or loss.seg_warp_dilation < 1:
+        raise ConfigError(
+            f"need loss.seg_warp_border >= 0 and loss.seg_warp_dilation >= 1, got "
+            f"{loss.seg_warp_border}, {loss.seg_warp_dilation}"
+        )
+    if loss.seg_warp > 0:
+        if "segmentation" not in t.tasks:
+            raise ConfigError("loss.seg_warp needs the segmentation task in train.tasks")
+        if loss.seg_warp_disparity == "predicted" and "disparity" not in t.tasks:
+            raise ConfigError(
+                "loss.seg_warp_disparity: predicted needs the disparity task in train.tasks"
+            )
 
 
 def _set_override(data: dict[str, Any], assignment: str) -> None:

@@ -331,7 +331,7 @@ def batch_on_device(
     right = normalize(batch["right"].to(device, non_blocking=True), mean, std)
     target = {
         k: batch[k].to(device, non_blocking=True)
-        for k in ("disparity", "valid", "labels")
+        for k in ("disparity", "valid", "noc", "labels")
         if k in batch
     }
     return left, right, target

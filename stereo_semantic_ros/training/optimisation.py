@@ -4,7 +4,8 @@ Adam with the learning rate multiplied by ``train.lr_decay`` at the recipe's mil
 (:meth:`~stereo_semantic_ros.training.config.TrainConfig.milestone_steps`) and the task losses
 combined by the recipe's :class:`~stereo_semantic_ros.losses.LossWeighting` (fixed, GradNorm
 or uncertainty); the defaults are the ESP joint paper's. AMP (fp16 autocast with a
-GradScaler) only on CUDA.
+GradScaler) only on CUDA. With ``loss.seg_warp`` the network also runs on the mirrored pair
+and the warp method's loss (:func:`~stereo_semantic_ros.losses.warped_fusion_loss`) is added.
 """
 
 from __future__ import annotations
@@ -16,13 +17,28 @@ from typing import Any
 import torch
 from torch import nn
 
-from stereo_semantic_ros.losses import LossWeighting, make_weighting, task_losses
+from stereo_semantic_ros.losses import (
+    LossWeighting,
+    make_weighting,
+    task_losses,
+    warped_fusion_loss,
+)
 from stereo_semantic_ros.networks import get_model_builder
 from stereo_semantic_ros.training.config import TrainConfig
 from stereo_semantic_ros.training.distributed import DistInfo, unwrap
 
 # a few non-finite losses are skipped; more than this many means the run has diverged
 MAX_NONFINITE_STEPS = 20
+
+
+@dataclass(frozen=True)
+class SegWarp:
+    """The recipe's ``loss.seg_warp*`` settings (see :class:`LossSection`); weight 0 = off."""
+
+    weight: float = 0.0
+    disparity: str = "ground_truth"
+    border_columns: int = 0
+    dilation: int = 8
 
 
 @dataclass
@@ -41,6 +57,12 @@ class Optimisation:
     class_weights: torch.Tensor | None = None
     max_disparity: int | None = None
     skipped_nonfinite: int = 0
+    seg_warp: SegWarp = SegWarp()
+
+    @property
+    def extra_log_columns(self) -> list[str]:
+        """Log columns beyond the tasks' and the weighting's."""
+        return ["loss_seg_warp", "seg_warp_trusted"] if self.seg_warp.weight > 0 else []
 
     @property
     def network(self) -> nn.Module:
@@ -82,12 +104,25 @@ class Optimisation:
         the learning rate the step used. ``step`` (1-based) only names the step in errors.
         """
         device = self.device
+        warp = self.seg_warp.weight > 0
+        b = left.shape[0]
+        if warp:
+            # the mirrored pair (views swapped) in the same batch: its segmentation, flipped
+            # back, is the right view's
+            left, right = torch.cat([left, right.flip(-1)]), torch.cat([right, left.flip(-1)])
         with torch.autocast(device.type, dtype=torch.float16, enabled=self.use_amp):
             outputs = self.model(left, right if "disparity" in self.tasks else None)
+        right_logits = outputs["seg_logits"][b:].flip(-1) if warp else None
+        outputs = {k: v[:b] for k, v in outputs.items()}
         terms = task_losses(
             outputs, target, class_weights=self.class_weights, max_disparity=self.max_disparity
         )
         total, metrics = self.weighting.combine(terms)
+        if right_logits is not None:
+            warp_loss, warp_metrics = self._seg_warp_loss(outputs, right_logits, target)
+            total = total + self.seg_warp.weight * warp_loss
+            metrics = {**metrics, **warp_metrics, "loss_seg_warp": float(warp_loss.detach())}
+            metrics["loss"] = float(total.detach())
         self.optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(total):
             self.skipped_nonfinite += 1
@@ -115,6 +150,36 @@ class Optimisation:
             # step times in the log are the GPU's, not the kernel launches'
             torch.cuda.synchronize(device)
         return metrics, grad_norm, lr
+
+    def _seg_warp_loss(
+        self,
+        outputs: Mapping[str, torch.Tensor],
+        right_logits: torch.Tensor,
+        target: Mapping[str, torch.Tensor],
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The warp method's loss with the ground-truth or the predicted (detached) disparity."""
+        if "labels" not in target:
+            raise ValueError("loss.seg_warp needs left-view labels in the training data")
+        if self.seg_warp.disparity == "ground_truth":
+            if "disparity" not in target or "valid" not in target:
+                raise ValueError(
+                    "loss.seg_warp_disparity: ground_truth needs disparity ground truth in the "
+                    "training data; use predicted"
+                )
+            disparity = target["disparity"]
+            trusted = target["valid"] & target.get("noc", target["valid"])
+        else:
+            disparity, trusted = outputs["disparity"].detach(), None
+        return warped_fusion_loss(
+            outputs["seg_logits"],
+            right_logits,
+            disparity,
+            target["labels"],
+            trusted=trusted,
+            border_columns=self.seg_warp.border_columns,
+            dilation=self.seg_warp.dilation,
+            class_weights=self.class_weights,
+        )
 
 
 def build_optimisation(cfg: TrainConfig, num_classes: int, device: torch.device) -> Optimisation:
@@ -155,4 +220,10 @@ def build_optimisation(cfg: TrainConfig, num_classes: int, device: torch.device)
         use_amp=use_amp,
         grad_clip=tcfg.grad_clip,
         device=device,
+        seg_warp=SegWarp(
+            weight=cfg.loss.seg_warp,
+            disparity=cfg.loss.seg_warp_disparity,
+            border_columns=cfg.loss.seg_warp_border,
+            dilation=cfg.loss.seg_warp_dilation,
+        ),
     )

@@ -70,10 +70,13 @@ def _csv_value(value: Any) -> Any:
     return value
 
 
-def log_columns(tasks: Sequence[str], weighting: LossWeighting, with_val: bool) -> list[str]:
-    """The log's columns, in order: those of the tasks, the weighting and the validation."""
+def log_columns(
+    tasks: Sequence[str], weighting: LossWeighting, with_val: bool, extra: Sequence[str] = ()
+) -> list[str]:
+    """The log's columns, in order: those of the tasks, ``extra`` (further losses), the
+    weighting and the validation."""
     cols = ["step", "epoch", "session", "lr", "loss"]
-    cols += [f"loss_{t}" for t in tasks] + [f"weight_{t}" for t in tasks]
+    cols += [f"loss_{t}" for t in tasks] + list(extra) + [f"weight_{t}" for t in tasks]
     if weighting.kind == "uncertainty":
         cols += [f"log_var_{t}" for t in tasks]
     if weighting.kind == "gradnorm":
