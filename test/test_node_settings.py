@@ -6,9 +6,11 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+from stereo_semantic_ros.calibration import StereoCalibration
 from stereo_semantic_ros.checkpoint import Checkpoint, save_checkpoint
 from stereo_semantic_ros.networks import get_model, list_models
 from stereo_semantic_ros.pointcloud import PointCloudOptions
@@ -165,6 +167,31 @@ def test_settings_build_the_point_cloud_options_and_topics() -> None:
 
 
 # --------------------------------------------------------------------------- weights
+
+
+def test_corr_mtl_config_loads_and_runs_untrained() -> None:
+    """config/corr_mtl.yaml: every parameter, commented, esp_joint's values except the network."""
+    path = REPO / "config" / "corr_mtl.yaml"
+    params = yaml.safe_load(path.read_text())["stereo_semantic_node"]["ros__parameters"]
+    assert set(params) == set(SPECS)
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        match = re.match(r"\s+(\w+):", line)
+        if match and match.group(1) in SPECS:
+            assert "#" in line or lines[i - 1].lstrip().startswith("#"), line
+    esp = yaml.safe_load(CONFIG.read_text())["stereo_semantic_node"]["ros__parameters"]
+    differ = {k for k in SPECS if params[k] != esp[k]}
+    assert differ == {"architecture", "weights"}
+    settings = NodeSettings.from_yaml(path)
+    assert settings.architecture == "corr_mtl" and settings.weights == ""  # none shipped yet
+    assert settings.weights_path() is None
+    pipeline = settings.updated(device="cpu").build_pipeline()
+    assert type(pipeline.model).__name__ == "CorrMTLNet" and pipeline.checkpoint is None
+    assert pipeline.stride == 32 and pipeline.max_disparity == 192
+    calib = StereoCalibration(fx=40.0, fy=40.0, cx=20.0, cy=12.0, baseline=0.2)
+    image = np.zeros((24, 40, 3), np.uint8)
+    result = pipeline.run(image, image, calib, outputs=["disparity", "labels"])
+    assert result.disparity.shape == result.labels.shape == (24, 40)
 
 
 def test_relative_weights_resolve_against_the_models_dir(monkeypatch: pytest.MonkeyPatch) -> None:
