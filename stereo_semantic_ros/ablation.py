@@ -74,6 +74,8 @@ def run_ablation(
     rows: list[dict[str, Any]] = []
     for name, tasks in VARIANTS.items():
         extra = [*overrides, f"train.tasks=[{','.join(tasks)}]"]
+        if "segmentation" not in tasks:
+            extra.append("loss.seg_warp=0")  # the corr_mtl warp method is a segmentation loss
         if steps is not None:
             extra.append(f"train.steps={int(steps)}")
         try:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from stereo_semantic_ros.ablation import main as ablation_main
 from stereo_semantic_ros.checkpoint import load_checkpoint
 from stereo_semantic_ros.datasets.kitti import Kitti2015
 from stereo_semantic_ros.pipeline import StereoPipeline
@@ -105,3 +106,18 @@ def test_warp_with_the_predicted_disparity_and_without_it(data_root, tmp_path):
     rows = _rows(off)
     assert all("loss_seg_warp" not in r for r in rows)
     assert "loss_seg_warp" not in (off / "log.csv").read_text().splitlines()[0]
+
+
+def test_ablation_of_the_corr_mtl_recipe(data_root, tmp_path):
+    """The disparity-only variant drops the warp loss (a segmentation loss), the others keep it."""
+    out = tmp_path / "ablation"
+    argv = ["--config", str(TINY), "--test-data", str(data_root), "--out", str(out)]
+    argv += ["--steps", "2", "--set", f"data.root={data_root}", "--device", "cpu", "--no-progress"]
+    assert ablation_main(argv) == 0
+    report = json.loads((out / "ablation.json").read_text())
+    names = ["joint", "disparity-only", "segmentation-only"]
+    assert [r["name"] for r in report["variants"]] == names
+    for name in names:
+        assert load_checkpoint(out / name / "final.pt").architecture == "corr_mtl"
+        warped = all("loss_seg_warp" in r for r in _rows(out / name))
+        assert warped == (name != "disparity-only"), name
