@@ -500,10 +500,15 @@ def shared_parameter(model: nn.Module, name: str = "features.norm3.0.weight") ->
     """
     params = dict(model.named_parameters())
     if name not in params:
-        near = [k for k in params if k.startswith("features.")][-5:]
+        own = getattr(model, "gradnorm_parameter", None)
+        if own in params:
+            hint = f"set loss.gradnorm_parameter: {own} (its last shared layer)"
+        else:
+            near = [k for k in params if k.startswith("features.")][-5:]
+            hint = f"last feature-extractor parameters: {near}"
         raise ValueError(
             f"GradNorm shared parameter {name!r} is not a parameter of "
-            f"{type(model).__name__}; last feature-extractor parameters: {near}"
+            f"{type(model).__name__}; {hint}"
         )
     return params[name]
 

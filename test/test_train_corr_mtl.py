@@ -121,3 +121,15 @@ def test_ablation_of_the_corr_mtl_recipe(data_root, tmp_path):
         assert load_checkpoint(out / name / "final.pt").architecture == "corr_mtl"
         warped = all("loss_seg_warp" in r for r in _rows(out / name))
         assert warped == (name != "disparity-only"), name
+
+
+def test_gradnorm_names_the_corr_mtl_shared_layer(data_root, tmp_path, capsys):
+    base = ["--config", str(TINY), "--set", f"data.root={data_root}", "--no-progress"]
+    base += ["--max-steps", "2", "--set", "loss.weighting=gradnorm"]
+    assert main([*base, "--out", str(tmp_path / "default")]) == 2
+    assert "set loss.gradnorm_parameter: conv5_1.1.weight" in capsys.readouterr().err
+    out = tmp_path / "named"
+    assert (
+        main([*base, "--out", str(out), "--set", "loss.gradnorm_parameter=conv5_1.1.weight"]) == 0
+    )
+    assert all("gradnorm_disparity" in r and "loss_seg_warp" in r for r in _rows(out))

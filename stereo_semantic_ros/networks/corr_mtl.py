@@ -138,6 +138,9 @@ class CorrMTLNet(nn.Module):
 
     stride = 32
     """Input height and width must be multiples of this (the pipeline pads to it)."""
+    gradnorm_parameter = "conv5_1.1.weight"
+    """The last layer every task's gradient passes through (GradNorm's ``W``): the encoder's
+    last normalisation scale."""
 
     def __init__(
         self,
