@@ -55,9 +55,11 @@ The paper is vague about most of this; the choices made here, and why:
   cross-stitch.
 * The warp method (Sec. 5.4, Algorithm 1: the right view's segmentation warped into the left
   with disparity and added to the left logits, with the left-border columns masked and the
-  invalid regions dilated, Sec. 6.1) needs ground-truth disparity and a second pass over the
-  mirrored pair; it is a training-time loss in :mod:`stereo_semantic_ros.losses`
-  (:func:`~stereo_semantic_ros.losses.warped_fusion_loss`), not part of this module.
+  invalid regions dilated, Sec. 6.1) needs ground-truth disparity (the paper's "expected
+  upper bound") and the right view's segmentation, which this left-referenced network gives
+  for the mirrored pair; it is the training loss ``loss.seg_warp``
+  (:func:`~stereo_semantic_ros.losses.warped_fusion_loss`), not part of this module, so
+  inference stays one pass.
 """
 
 from __future__ import annotations
