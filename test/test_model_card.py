@@ -1,6 +1,6 @@
-"""The model card's evaluation row is what stereo-semantic-eval measures on the shipped weights.
+"""Each model card's evaluation row is what stereo-semantic-eval measures on its shipped weights.
 
-Regenerates the card's held-out split (the first 100 scenes of seed 1000, 384x128; each scene
+Regenerates the cards' held-out split (the first 100 scenes of seed 1000, 384x128; each scene
 depends only on the seed and its index) and evaluates the shipped weights through the
 evaluation CLI, so a change to the generator, the pipeline or the metrics that moves the
 card's figures fails here instead of leaving the card stale.
@@ -9,12 +9,14 @@ card's figures fails here instead of leaving the card stale.
 import json
 from pathlib import Path
 
+import pytest
+
 from stereo_semantic_ros import evaluate
 from stereo_semantic_ros.synth import cli as synth_cli
 
 REPO = Path(__file__).resolve().parent.parent
-CARD = REPO / "models" / "esp_joint_synthetic.md"
-WEIGHTS = REPO / "models" / "esp_joint_synthetic.pt"
+MODELS = REPO / "models"
+SHIPPED = sorted(p.stem for p in MODELS.glob("*.pt"))
 # card column -> (metrics.json path in methods["ours"], scale)
 COLUMNS = {
     "EPE NOC": (("disparity", "noc", "epe"), 1.0),
@@ -29,27 +31,40 @@ COLUMNS = {
 }
 
 
-def card_row(method: str) -> dict[str, float]:
+def card_row(card: Path, method: str) -> dict[str, float]:
     """The card's first table row of ``method``, keyed by the table's header."""
-    lines = CARD.read_text().splitlines()
+    lines = card.read_text().splitlines()
     for i, line in enumerate(lines):
         if line.startswith(f"| {method} |"):
             sep = next(j for j in range(i - 1, -1, -1) if lines[j].startswith("|---"))
             names = [c.strip() for c in lines[sep - 1].strip("|").split("|")]
             cells = [c.strip() for c in line.strip("|").split("|")]
             return {n: float(c) for n, c in zip(names, cells, strict=True) if n in COLUMNS}
-    raise AssertionError(f"no '| {method} |' row in {CARD}")
+    raise AssertionError(f"no '| {method} |' row in {card}")
 
 
-def test_eval_reproduces_the_cards_figures(tmp_path):
-    card = card_row("ours")
-    assert set(card) == set(COLUMNS), "the card's table lost a column this test checks"
-
-    data = tmp_path / "test"
+@pytest.fixture(scope="module")
+def test_split(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("synth") / "test"
     argv = ["--out", str(data), "--count", "100", "--width", "384", "--height", "128"]
     assert synth_cli.main([*argv, "--seed", "1000", "--workers", "2"]) == 0
+    return data
+
+
+def test_every_shipped_weights_file_has_a_model_card():
+    assert "esp_joint_synthetic" in SHIPPED
+    for stem in SHIPPED:
+        assert (MODELS / f"{stem}.md").is_file(), f"models/{stem}.pt has no model card"
+
+
+@pytest.mark.parametrize("stem", SHIPPED)
+def test_eval_reproduces_the_cards_figures(stem, test_split, tmp_path):
+    card = card_row(MODELS / f"{stem}.md", "ours")
+    assert set(card) == set(COLUMNS), "the card's table lost a column this test checks"
+
     out = tmp_path / "eval"
-    argv = ["--weights", str(WEIGHTS), "--data", str(data), "--max-images", "100"]
+    weights = MODELS / f"{stem}.pt"
+    argv = ["--weights", str(weights), "--data", str(test_split), "--max-images", "100"]
     argv += ["--baseline", "none", "--num-pictures", "0", "--out", str(out), "--no-progress"]
     assert evaluate.main([*argv, "--device", "cpu"]) == 0
 

@@ -169,7 +169,7 @@ def test_settings_build_the_point_cloud_options_and_topics() -> None:
 # --------------------------------------------------------------------------- weights
 
 
-def test_corr_mtl_config_loads_and_runs_untrained() -> None:
+def test_corr_mtl_config_loads_its_shipped_weights_and_runs() -> None:
     """config/corr_mtl.yaml: every parameter, commented, esp_joint's values except the network."""
     path = REPO / "config" / "corr_mtl.yaml"
     params = yaml.safe_load(path.read_text())["stereo_semantic_node"]["ros__parameters"]
@@ -183,11 +183,12 @@ def test_corr_mtl_config_loads_and_runs_untrained() -> None:
     differ = {k for k in SPECS if params[k] != esp[k]}
     assert differ == {"architecture", "weights"}
     settings = NodeSettings.from_yaml(path)
-    assert settings.architecture == "corr_mtl" and settings.weights == ""  # none shipped yet
-    assert settings.weights_path() is None
+    assert settings.architecture == "corr_mtl" and settings.weights == "corr_mtl_synthetic.pt"
+    assert settings.weights_path() == REPO / "models" / "corr_mtl_synthetic.pt"
     pipeline = settings.updated(device="cpu").build_pipeline()
-    assert type(pipeline.model).__name__ == "CorrMTLNet" and pipeline.checkpoint is None
-    assert pipeline.stride == 32 and pipeline.max_disparity == 192
+    assert type(pipeline.model).__name__ == "CorrMTLNet" and pipeline.checkpoint is not None
+    assert pipeline.stride == 32 and pipeline.max_disparity == 64  # from the shipped weights
+    assert pipeline.tasks == ("disparity", "segmentation")
     calib = StereoCalibration(fx=40.0, fy=40.0, cx=20.0, cy=12.0, baseline=0.2)
     image = np.zeros((24, 40, 3), np.uint8)
     result = pipeline.run(image, image, calib, outputs=["disparity", "labels"])
