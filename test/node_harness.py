@@ -83,6 +83,9 @@ class NodeProcess:
         prefix: ``install/stereo_semantic_ros``.
         site_packages: its ``lib/python3.X/site-packages``.
         extra_args: more ``--ros-args`` items after the standard ones.
+        params_file: the installed config/ file the node starts with.
+        untrained: override it to a tiny untrained network (``MAX_DISPARITY``, no weights);
+            False runs the file's own weights.
     """
 
     def __init__(
@@ -92,24 +95,24 @@ class NodeProcess:
         domain_id: int,
         log_path: Path,
         extra_args: Iterable[str] = (),
+        params_file: str = "esp_joint.yaml",
+        untrained: bool = True,
     ) -> None:
         self.executable = prefix / "lib" / PACKAGE / NODE
         first_line = self.executable.read_text().splitlines()[0]
         assert first_line == f"#!{sys.executable}", (
             f"{self.executable} would run {first_line!r}, not this venv's {sys.executable}"
         )
-        params = prefix / "share" / PACKAGE / "config" / "esp_joint.yaml"
+        params = prefix / "share" / PACKAGE / "config" / params_file
+        network = ["-p", f"max_disparity:={MAX_DISPARITY}", "-p", "weights:=''"]
         self.command = [
             str(self.executable),
             "--ros-args",
             "--params-file",
             str(params),
             "-p",
-            f"max_disparity:={MAX_DISPARITY}",
-            "-p",
             "device:=cpu",
-            "-p",
-            "weights:=''",
+            *(network if untrained else []),
             *extra_args,
         ]
         self.log_path = log_path
