@@ -89,13 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--weights",
-        default=DEFAULT_WEIGHTS,
-        help=f"checkpoint (default: the shipped models/{DEFAULT_WEIGHTS}); 'none' = untrained",
+        default=None,
+        help="checkpoint (default: the parameter file's weights, i.e. the shipped "
+        f"models/{DEFAULT_WEIGHTS} for config/esp_joint.yaml); 'none' = untrained",
     )
     p.add_argument(
         "--params",
         type=Path,
-        help="node parameter file (default: the package's config/esp_joint.yaml)",
+        help="node parameter file (default: the package's config/esp_joint.yaml; "
+        "config/corr_mtl.yaml runs the corr_mtl network with its shipped weights)",
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -116,3 +116,17 @@ def test_demo_bag_size_comes_from_the_weights_provenance(tmp_path: Path) -> None
     )
     assert training_size(path) == (96, 40)
     assert training_size(tmp_path / "missing.pt") == FALLBACK_SIZE
+
+
+def test_demo_runs_the_architecture_of_its_parameter_file(tmp_path: Path) -> None:
+    """``--params config/corr_mtl.yaml`` alone runs corr_mtl with the weights that file names."""
+    params = Path(__file__).parents[1] / "config" / "corr_mtl.yaml"
+    out = tmp_path / "demo"
+    argv = ["--out", str(out), "--count", "2", "--width", "64", "--height", "32"]
+    assert main([*argv, "--params", str(params), "--device", "cpu", "--no-progress"]) == 0
+    report = json.loads((out / "replay" / "report.json").read_text())
+    assert report["settings"]["architecture"] == "corr_mtl"
+    assert report["settings"]["weights"] == "corr_mtl_synthetic.pt"
+    assert report["model"]["architecture"] == "corr_mtl"
+    assert report["model"]["weights"].endswith("models/corr_mtl_synthetic.pt")
+    assert not report["warnings"] and report["frames"]["processed"] == 2
