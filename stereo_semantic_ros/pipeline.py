@@ -6,6 +6,22 @@ is measured offline is what runs on the vehicle. No ROS imports here.
 On a GPU the pair is uploaded once; normalisation, the network, depth, confidence masking,
 labels and the 3D points are computed on the device, and only the requested arrays come back
 in a single device-to-host copy.
+
+Two kinds of network, told apart by the model's ``geometry`` attribute
+(:func:`~stereo_semantic_ros.networks.registry.geometry_of`):
+
+* ``disparity`` (the default; esp_joint, corr_mtl): stereo networks that take the pair and
+  output ``disparity`` in pixels and its ``confidence``; depth is ``fx * B / d``.
+* ``depth`` (hybridnet): single-image networks that see the LEFT image only and output
+  ``depth`` in metres. The pipeline turns it into disparity on the device with the pair's
+  calibration, ``d = fx * B / Z`` (the same relation read the other way), so every output
+  means the same for both kinds and the node, replay and evaluation need no change. Their
+  ``confidence`` is 1.0 everywhere (they have no per-pixel uncertainty, so ``min_confidence``
+  masks nothing), and ``max_disparity`` is the disparity range they report and keep: pixels
+  whose converted disparity exceeds ``max_disparity / input_scale`` (nearer than
+  ``fx * B * input_scale / max_disparity``) are invalid, as a stereo network could not have
+  matched them. The right image is still required (same input checks, same calibration) but
+  does not reach the network.
 """
 
 from __future__ import annotations
@@ -24,7 +40,7 @@ from torch import nn
 from stereo_semantic_ros.calibration import StereoCalibration
 from stereo_semantic_ros.checkpoint import DEFAULT_MEAN, DEFAULT_STD, Checkpoint, load_checkpoint
 from stereo_semantic_ros.labels import CITYSCAPES_19, IGNORE_LABEL, LabelSet
-from stereo_semantic_ros.networks import get_model
+from stereo_semantic_ros.networks import geometry_of, get_model
 from stereo_semantic_ros.pointcloud import PointCloudOptions, build_cloud
 from stereo_semantic_ros.preprocess import hwc_to_bchw, normalize, pad_to_multiple
 
@@ -82,7 +98,8 @@ class StereoPipeline:
 
     Args:
         model: a registered architecture in eval mode (outputs ``disparity``, ``confidence``,
-            ``seg_logits``; see the network's forward contract).
+            ``seg_logits``, or ``depth`` and ``seg_logits`` for a ``geometry = "depth"``
+            network; see the network's forward contract and the module docstring).
         label_set: classes of the segmentation head.
         mean, std: RGB normalisation in 0..255 units.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
@@ -119,6 +136,7 @@ class StereoPipeline:
         self.stride = int(getattr(model, "stride", 8))
         self.max_disparity = int(getattr(model, "max_disparity", 192))
         self.tasks = tuple(getattr(model, "tasks", ("disparity", "segmentation")))
+        self.geometry = geometry_of(model)
         self.checkpoint: Checkpoint | None = None
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -174,10 +192,13 @@ class StereoPipeline:
     def infer(self, pair: torch.Tensor) -> dict[str, torch.Tensor]:
         """Network outputs at the input resolution for an uploaded (2, H, W, 3) uint8 pair.
 
-        Returns ``disparity``/``confidence`` (1, 1, H, W) and ``seg_logits`` (1, C, H, W),
+        Returns ``disparity``/``confidence`` (1, 1, H, W) (``depth`` (1, 1, H, W) metres for a
+        depth network, see :meth:`_disparity_and_confidence`) and ``seg_logits`` (1, C, H, W),
         on the device.
         """
         h, w = pair.shape[1:3]
+        if self.geometry == "depth":
+            pair = pair[:1]  # single-image network: the left view only
         x = hwc_to_bchw(pair)
         if self.input_scale != 1.0:
             size = (
@@ -190,7 +211,7 @@ class StereoPipeline:
         x = normalize(x, self.mean, self.std)
         x, (sh, sw) = pad_to_multiple(x, self.stride)
         with self._autocast():
-            out = self.model(x[:1], x[1:])
+            out = self.model(x[:1], x[1:]) if self.geometry == "disparity" else self.model(x)
         out = {k: v[..., :sh, :sw].float() for k, v in out.items() if v.shape[-1] == x.shape[-1]}
         if (sh, sw) != (h, w):
             scale_x = w / sw
@@ -313,10 +334,16 @@ class StereoPipeline:
     ) -> dict[str, torch.Tensor]:
         """Disparity, depth, confidence and points on the device, for the requested outputs."""
         h, w = pair.shape[1:3]
-        disp = net["disparity"][0, 0]
-        conf = net["confidence"][0, 0]
+        disp, conf, in_range = self._disparity_and_confidence(net, calib)
         valid = (disp > MIN_DISPARITY) & torch.isfinite(disp) & (conf >= min_confidence)
-        depth = torch.where(valid, (calib.fx * calib.baseline) / disp.clamp_min(1e-6), torch.nan)
+        if in_range is not None:
+            valid &= in_range
+        if self.geometry == "depth":
+            depth = torch.where(valid, net["depth"][0, 0], torch.nan)
+        else:
+            depth = torch.where(
+                valid, (calib.fx * calib.baseline) / disp.clamp_min(1e-6), torch.nan
+            )
         device_arrays: dict[str, torch.Tensor] = {}
         if "disparity" in outputs:
             device_arrays["disparity"] = torch.where(valid, disp, INVALID_DISPARITY)
@@ -343,3 +370,21 @@ class StereoPipeline:
             if cloud.with_confidence:
                 device_arrays["point_confidence"] = conf[::s, ::s]
         return device_arrays
+
+    def _disparity_and_confidence(
+        self, net: dict[str, torch.Tensor], calib: StereoCalibration
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(H, W) disparity in pixels, confidence, and (depth networks) the in-range mask.
+
+        A depth network's disparity is ``fx * B / Z`` with the calibration of the input
+        resolution, its confidence 1.0, and pixels beyond ``max_disparity / input_scale`` are
+        out of range (see the module docstring).
+        """
+        if self.geometry == "disparity":
+            return net["disparity"][0, 0], net["confidence"][0, 0], None
+        depth = net["depth"][0, 0]
+        # a tensor numerator: ``float / tensor`` is computed as ``float * reciprocal``, one
+        # rounding more than the division
+        disp = depth.new_full((), calib.fx * calib.baseline) / depth
+        in_range = disp <= self.max_disparity / self.input_scale
+        return disp, torch.ones_like(depth), in_range

@@ -112,14 +112,15 @@ def test_bad_values_are_refused_with_a_reason(name: str, value: object, words: s
 @pytest.mark.parametrize("architecture", [a for a in ARCHITECTURES if a not in list_models()])
 def test_designed_but_unregistered_architectures_are_not_implemented(architecture: str) -> None:
     with pytest.raises(
-        SettingsError, match="not implemented in this release; available: corr_mtl, esp_joint"
+        SettingsError,
+        match="not implemented in this release; available: corr_mtl, esp_joint, hybridnet",
     ):
         check_value("architecture", architecture)
 
 
 def test_implemented_architectures_are_accepted() -> None:
-    assert {"esp_joint", "corr_mtl"} <= set(list_models()) <= set(ARCHITECTURES)
-    for architecture in ("esp_joint", "corr_mtl"):
+    assert {"esp_joint", "corr_mtl", "hybridnet"} <= set(list_models()) <= set(ARCHITECTURES)
+    for architecture in ("esp_joint", "corr_mtl", "hybridnet"):
         assert check_value("architecture", architecture) == architecture
 
 

@@ -3,12 +3,14 @@
 from stereo_semantic_ros.networks import (  # noqa: F401  (importing registers the builders)
     corr_mtl,
     esp_joint,
+    hybridnet,
 )
 from stereo_semantic_ros.networks.registry import (
+    geometry_of,
     get_model,
     get_model_builder,
     list_models,
     register_model,
 )
 
-__all__ = ["get_model", "get_model_builder", "list_models", "register_model"]
+__all__ = ["geometry_of", "get_model", "get_model_builder", "list_models", "register_model"]

@@ -23,6 +23,22 @@ def register_model(name: str) -> Callable[[F], F]:
     return wrapper
 
 
+GEOMETRIES = ("disparity", "depth")
+"""What an architecture's geometric output can be (its ``geometry`` class attribute)."""
+
+
+def geometry_of(model: nn.Module) -> str:
+    """What a network's geometric output is: ``disparity`` (pixels, from the rectified pair,
+    with a ``confidence``; the default for networks that do not say) or ``depth`` (metres,
+    from the left image alone; the pipeline converts it to disparity with the calibration)."""
+    geometry = getattr(model, "geometry", "disparity")
+    if geometry not in GEOMETRIES:
+        raise ValueError(
+            f"{type(model).__name__}.geometry must be one of {GEOMETRIES}, got {geometry!r}"
+        )
+    return geometry
+
+
 def list_models() -> list[str]:
     return sorted(_BUILDERS)
 
