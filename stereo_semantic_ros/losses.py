@@ -1,5 +1,10 @@
 """Training losses: class-weighted cross-entropy, masked smooth-L1 disparity, and their sum.
 
+Networks whose geometric output is ``depth`` (``geometry = "depth"``, e.g. hybridnet) are
+supervised on depth instead: the HybridNet paper's linear and mean-variance-normalised
+Euclidean losses (:func:`depth_linear_loss`, :func:`depth_normalized_loss`), with the
+ground-truth depth ``fx * B / d`` from the batch's disparity and calibration.
+
 Each loss returns ``(loss, metrics)`` so the training loop logs what it optimises. How the
 task losses are weighted is a :class:`LossWeighting`: fixed weights (the paper's 5 and 1),
 GradNorm, or homoscedastic uncertainty, chosen by ``loss.weighting`` in the training config.
@@ -49,6 +54,84 @@ def disparity_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
     if not mask.any():
         return pred.sum() * 0.0
     return F.smooth_l1_loss(pred.float()[mask], target[mask], beta=1.0)
+
+
+MVN_EPS = 1e-3
+"""Added to the standard deviation (metres) by :func:`depth_normalized_loss`: a map flatter
+than a millimetre is not blown up (Caffe's MVN layer adds 1e-9, which lets an untrained,
+nearly constant prediction explode)."""
+
+
+def depth_linear_loss(
+    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
+) -> torch.Tensor:
+    """HybridNet's ``L_DL``: squared Euclidean distance between predicted and ground-truth depth
+    in linear space, averaged over the valid pixels of the batch.
+
+    Args:
+        pred, target: (B, 1, H, W) depth in metres.
+        valid: (B, 1, H, W) bool, pixels with ground truth (non-finite targets are left out too).
+    """
+    mask = valid & torch.isfinite(target)
+    if not mask.any():
+        return pred.sum() * 0.0
+    return (pred.float()[mask] - target[mask]).square().mean()
+
+
+def mean_variance_normalize(
+    x: torch.Tensor, mask: torch.Tensor, eps: float = MVN_EPS
+) -> torch.Tensor:
+    """``(x - mean) / (std + eps)`` per image over its ``mask`` pixels (Caffe's MVN layer,
+    restricted to the pixels with ground truth); (B, 1, H, W) in and out, 0 outside ``mask``.
+    The standard deviation is the population one (divided by the pixel count)."""
+    m = mask.to(x.dtype)
+    n = m.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1.0)
+    x = torch.where(mask, x, torch.zeros_like(x))
+    mean = x.sum(dim=(1, 2, 3), keepdim=True) / n
+    var = ((x - mean).square() * m).sum(dim=(1, 2, 3), keepdim=True) / n
+    return torch.where(mask, (x - mean) / (var.sqrt() + eps), torch.zeros_like(x))
+
+
+def depth_normalized_loss(
+    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, eps: float = MVN_EPS
+) -> torch.Tensor:
+    """HybridNet's ``L_DN``: squared Euclidean distance between the prediction and the ground
+    truth, each mean-variance normalised per image over the valid pixels
+    (:func:`mean_variance_normalize`), averaged over the valid pixels of the batch. Images
+    with fewer than two valid pixels (no variance) are left out. Shapes as
+    :func:`depth_linear_loss`."""
+    mask = valid & torch.isfinite(target)
+    mask = mask & (mask.sum(dim=(1, 2, 3), keepdim=True) >= 2)
+    if not mask.any():
+        return pred.sum() * 0.0
+    target = torch.where(mask, target, torch.zeros_like(target))
+    p = mean_variance_normalize(pred.float(), mask, eps)
+    t = mean_variance_normalize(target.float(), mask, eps)
+    return (p[mask] - t[mask]).square().mean()
+
+
+def depth_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """HybridNet's depth loss ``L_DL + L_DN`` (paper Sec. 4); shapes as in
+    :func:`depth_linear_loss`."""
+    return depth_linear_loss(pred, target, valid) + depth_normalized_loss(pred, target, valid)
+
+
+def depth_from_disparity(
+    disparity: torch.Tensor, valid: torch.Tensor, fx: torch.Tensor, baseline: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ground-truth depth ``fx * B / d`` (metres) of a batch and where it exists.
+
+    Args:
+        disparity: (B, 1, H, W) pixels; valid: (B, 1, H, W) bool.
+        fx, baseline: (B,) pixels and metres, each sample's calibration at this resolution.
+
+    Returns:
+        depth (B, 1, H, W), 0 where invalid; valid & (d > 0).
+    """
+    valid = valid & (disparity > 0) & torch.isfinite(disparity)
+    fb = (fx * baseline).to(disparity.dtype).view(-1, 1, 1, 1)
+    depth = torch.where(valid, fb / disparity.clamp_min(1e-6), torch.zeros_like(disparity))
+    return depth, valid
 
 
 def joint_loss(
@@ -229,8 +312,11 @@ def warped_fusion_loss(
 
 # --- multi-task loss weighting ---------------------------------------------------------------
 
-TASK_OF_OUTPUT = {"disparity": "disparity", "seg_logits": "segmentation"}
-"""Network output key -> task name (the names used by ``train.tasks`` and the network)."""
+TASK_OF_OUTPUT = {"disparity": "disparity", "depth": "disparity", "seg_logits": "segmentation"}
+"""Network output key -> task name (the names used by ``train.tasks`` and the network): the
+geometric task is ``disparity`` (what the node publishes) whether the network outputs
+disparity or depth."""
+TASKS = tuple(dict.fromkeys(TASK_OF_OUTPUT.values()))
 
 WEIGHTINGS = ("fixed", "gradnorm", "uncertainty")
 
@@ -241,15 +327,24 @@ def task_losses(
     *,
     class_weights: torch.Tensor | None = None,
     max_disparity: float | None = None,
+    max_depth: float | None = None,
 ) -> dict[str, torch.Tensor]:
     """The unweighted loss of every task both the outputs and the batch have.
 
     Args:
-        outputs: network outputs (``disparity`` (B,1,H,W) px, ``seg_logits`` (B,C,H,W)).
+        outputs: network outputs (``disparity`` (B,1,H,W) px or ``depth`` (B,1,H,W) metres,
+            ``seg_logits`` (B,C,H,W)).
         batch: ``disparity`` (B,1,H,W) float px, ``valid`` (B,1,H,W) bool, ``labels`` (B,H,W)
-            int64 (255 ignored).
+            int64 (255 ignored); for ``depth`` outputs also ``fx`` and ``baseline`` (B,).
         max_disparity: when given, ground truth at or above it is left out of ``L_d``: the
-            soft-argmin cannot reach it, so it would only pull every other pixel upwards.
+            soft-argmin cannot reach it, so it would only pull every other pixel upwards. For
+            depth outputs likewise (the pipeline invalidates disparities beyond the range).
+        max_depth: when given, ground-truth depth above it is left out of a depth output's
+            loss (the network's output range ends there).
+
+    The ``disparity`` task's loss is the smooth-L1 :func:`disparity_loss` for a disparity
+    output and HybridNet's :func:`depth_loss` (``L_DL + L_DN``) against ``fx * B / d`` for a
+    depth output.
 
     Returns:
         ``{"disparity": L_d, "segmentation": L_s}`` (the tasks present), scalar tensors.
@@ -260,6 +355,18 @@ def task_losses(
         if max_disparity is not None:
             valid = valid & (batch["disparity"] < max_disparity)
         terms["disparity"] = disparity_loss(outputs["disparity"], batch["disparity"], valid)
+    elif "depth" in outputs and "disparity" in batch:
+        if "fx" not in batch or "baseline" not in batch:
+            raise ValueError("a depth output needs fx and baseline in the batch for fx * B / d")
+        valid = batch["valid"]
+        if max_disparity is not None:
+            valid = valid & (batch["disparity"] < max_disparity)
+        target, valid = depth_from_disparity(
+            batch["disparity"], valid, batch["fx"], batch["baseline"]
+        )
+        if max_depth is not None:
+            valid = valid & (target <= max_depth)
+        terms["disparity"] = depth_loss(outputs["depth"], target, valid)
     if "seg_logits" in outputs and "labels" in batch:
         terms["segmentation"] = segmentation_loss(
             outputs["seg_logits"], batch["labels"], class_weights
@@ -282,11 +389,10 @@ class LossWeighting(nn.Module):
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__()
         tasks = tuple(tasks)
-        unknown = [t for t in tasks if t not in TASK_OF_OUTPUT.values()]
+        unknown = [t for t in tasks if t not in TASKS]
         if not tasks or unknown:
             raise ValueError(
-                f"loss weighting: tasks must be a non-empty subset of "
-                f"{tuple(TASK_OF_OUTPUT.values())}, got {tasks}"
+                f"loss weighting: tasks must be a non-empty subset of {TASKS}, got {tasks}"
             )
         self.tasks = tasks
 

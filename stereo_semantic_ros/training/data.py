@@ -326,12 +326,13 @@ def batch_on_device(
     mean: Sequence[float],
     std: Sequence[float],
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """Normalised left and right images and the ground truth of a collated batch."""
+    """Normalised left and right images and the ground truth of a collated batch (with each
+    sample's ``fx`` and ``baseline``, which a depth network's loss needs for ``fx * B / d``)."""
     left = normalize(batch["left"].to(device, non_blocking=True), mean, std)
     right = normalize(batch["right"].to(device, non_blocking=True), mean, std)
     target = {
         k: batch[k].to(device, non_blocking=True)
-        for k in ("disparity", "valid", "noc", "labels")
+        for k in ("disparity", "valid", "noc", "labels", "fx", "baseline")
         if k in batch
     }
     return left, right, target

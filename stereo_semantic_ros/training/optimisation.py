@@ -23,7 +23,7 @@ from stereo_semantic_ros.losses import (
     task_losses,
     warped_fusion_loss,
 )
-from stereo_semantic_ros.networks import get_model_builder
+from stereo_semantic_ros.networks import geometry_of, get_model_builder
 from stereo_semantic_ros.training.config import TrainConfig
 from stereo_semantic_ros.training.distributed import DistInfo, unwrap
 
@@ -56,6 +56,7 @@ class Optimisation:
     device: torch.device
     class_weights: torch.Tensor | None = None
     max_disparity: int | None = None
+    max_depth: float | None = None
     skipped_nonfinite: int = 0
     seg_warp: SegWarp = SegWarp()
 
@@ -89,6 +90,7 @@ class Optimisation:
             else None
         )
         self.max_disparity = getattr(self.network, "max_disparity", None)
+        self.max_depth = getattr(self.network, "max_depth", None)
 
     def step(
         self,
@@ -111,11 +113,16 @@ class Optimisation:
             # back, is the right view's
             left, right = torch.cat([left, right.flip(-1)]), torch.cat([right, left.flip(-1)])
         with torch.autocast(device.type, dtype=torch.float16, enabled=self.use_amp):
-            outputs = self.model(left, right if "disparity" in self.tasks else None)
+            stereo = "disparity" in self.tasks and geometry_of(self.network) == "disparity"
+            outputs = self.model(left, right if stereo else None)
         right_logits = outputs["seg_logits"][b:].flip(-1) if warp else None
         outputs = {k: v[:b] for k, v in outputs.items()}
         terms = task_losses(
-            outputs, target, class_weights=self.class_weights, max_disparity=self.max_disparity
+            outputs,
+            target,
+            class_weights=self.class_weights,
+            max_disparity=self.max_disparity,
+            max_depth=self.max_depth,
         )
         total, metrics = self.weighting.combine(terms)
         if right_logits is not None:
