@@ -196,6 +196,36 @@ def test_corr_mtl_config_loads_its_shipped_weights_and_runs() -> None:
     assert result.disparity.shape == result.labels.shape == (24, 40)
 
 
+def test_hybridnet_config_runs_untrained_with_the_single_image_network() -> None:
+    """config/hybridnet.yaml: every parameter, commented, esp_joint's values except the network
+    and the weights ('' = untrained: no hybridnet weights are shipped yet, and it says so)."""
+    path = REPO / "config" / "hybridnet.yaml"
+    text = path.read_text()
+    params = yaml.safe_load(text)["stereo_semantic_node"]["ros__parameters"]
+    assert set(params) == set(SPECS)
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        match = re.match(r"\s+(\w+):", line)
+        if match and match.group(1) in SPECS:
+            assert "#" in line or lines[i - 1].lstrip().startswith("#"), line
+    esp = yaml.safe_load(CONFIG.read_text())["stereo_semantic_node"]["ros__parameters"]
+    assert {k for k in SPECS if params[k] != esp[k]} == {"architecture", "weights"}
+    assert params["weights"] == "" and "UNTRAINED" in text
+    settings = NodeSettings.from_yaml(path)
+    assert settings.architecture == "hybridnet" and settings.weights_path() is None
+    pipeline = settings.updated(device="cpu").build_pipeline()
+    assert type(pipeline.model).__name__ == "HybridNet" and pipeline.checkpoint is None
+    assert pipeline.stride == 32 and pipeline.max_disparity == 192  # untrained default
+    assert pipeline.geometry == "depth"
+    calib = StereoCalibration(fx=40.0, fy=40.0, cx=20.0, cy=12.0, baseline=0.2)
+    image = np.zeros((24, 40, 3), np.uint8)
+    result = pipeline.run(image, image, calib, outputs=["disparity", "depth", "labels"])
+    assert result.disparity.shape == result.labels.shape == (24, 40)
+    ok = result.disparity > 0
+    assert ok.all()  # untrained depth ~50 m: disparity 8 / 50 px, well inside the range
+    np.testing.assert_array_equal(result.disparity, np.float32(8.0) / result.depth)
+
+
 def test_relative_weights_resolve_against_the_models_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
     assert models_dir() == REPO / "models"  # not installed: the source tree's models/
