@@ -1,5 +1,4 @@
-"""The live node with ``config/hybridnet.yaml`` (untrained: no hybridnet weights are shipped),
-over real DDS.
+"""The live node with ``config/hybridnet.yaml`` and its shipped weights, over real DDS.
 
 A single-image network must publish every output with the stereo networks' conventions: the
 disparity is fx * B / depth, its DisparityImage range is max_disparity, its confidence is 1.0.
@@ -17,7 +16,6 @@ from node_harness import (
     BASELINE,
     FX,
     LEFT_FRAME,
-    MAX_DISPARITY,
     Driver,
     NodeProcess,
     cloud_array,
@@ -27,6 +25,7 @@ from node_harness import (
 from stereo_semantic_ros.labels import CITYSCAPES_19
 
 DOMAIN_ID = 56
+WEIGHTS_MAX_DISPARITY = 64  # models/hybridnet_synthetic.pt
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +40,7 @@ def live(
         DOMAIN_ID,
         log,
         params_file="hybridnet.yaml",
-        extra_args=("-p", f"max_disparity:={MAX_DISPARITY}"),
-        untrained=False,  # the file's own weights: '' = untrained
+        untrained=False,  # the file's own weights: models/hybridnet_synthetic.pt
     )
     driver = None
     try:
@@ -56,11 +54,12 @@ def live(
         node.stop()
 
 
-def test_hybridnet_node_runs_untrained_and_publishes_every_output(live) -> None:
+def test_hybridnet_node_loads_its_weights_and_publishes_every_output(live) -> None:
     node, driver = live
     diagnostics = driver.latest_diagnostics()
     assert diagnostics["architecture"] == "hybridnet"
-    assert "UNTRAINED" in node.text()  # the loud warning for weights ''
+    assert diagnostics["weights"].endswith("models/hybridnet_synthetic.pt")
+    assert "UNTRAINED" not in node.text()
 
     frame = driver.warm_up()
     out = driver.wait_outputs(frame.stamp_ns)
@@ -71,10 +70,10 @@ def test_hybridnet_node_runs_untrained_and_publishes_every_output(live) -> None:
     disp_msg = out["disparity"]
     assert (disp_msg.image.height, disp_msg.image.width) == (frame.height, frame.width)
     assert disp_msg.f == pytest.approx(FX) and disp_msg.t == pytest.approx(BASELINE)
-    assert disp_msg.max_disparity == float(MAX_DISPARITY)
+    assert disp_msg.max_disparity == float(WEIGHTS_MAX_DISPARITY)
     disparity = image_array(disp_msg.image)
     valid = disparity >= 0
-    assert valid.any() and disparity[valid].max() <= MAX_DISPARITY
+    assert valid.any() and disparity[valid].max() <= WEIGHTS_MAX_DISPARITY
     depth = image_array(out["depth"])
     np.testing.assert_allclose(disparity[valid], FX * BASELINE / depth[valid], rtol=1e-5)
     assert np.isnan(depth[~valid]).all()

@@ -196,9 +196,9 @@ def test_corr_mtl_config_loads_its_shipped_weights_and_runs() -> None:
     assert result.disparity.shape == result.labels.shape == (24, 40)
 
 
-def test_hybridnet_config_runs_untrained_with_the_single_image_network() -> None:
+def test_hybridnet_config_runs_its_shipped_single_image_network() -> None:
     """config/hybridnet.yaml: every parameter, commented, esp_joint's values except the network
-    and the weights ('' = untrained: no hybridnet weights are shipped yet, and it says so)."""
+    and the weights (the shipped models/hybridnet_synthetic.pt)."""
     path = REPO / "config" / "hybridnet.yaml"
     text = path.read_text()
     params = yaml.safe_load(text)["stereo_semantic_node"]["ros__parameters"]
@@ -210,19 +210,19 @@ def test_hybridnet_config_runs_untrained_with_the_single_image_network() -> None
             assert "#" in line or lines[i - 1].lstrip().startswith("#"), line
     esp = yaml.safe_load(CONFIG.read_text())["stereo_semantic_node"]["ros__parameters"]
     assert {k for k in SPECS if params[k] != esp[k]} == {"architecture", "weights"}
-    assert params["weights"] == "" and "UNTRAINED" in text
     settings = NodeSettings.from_yaml(path)
-    assert settings.architecture == "hybridnet" and settings.weights_path() is None
+    assert settings.architecture == "hybridnet"
+    assert settings.weights_path() == REPO / "models" / "hybridnet_synthetic.pt"
     pipeline = settings.updated(device="cpu").build_pipeline()
-    assert type(pipeline.model).__name__ == "HybridNet" and pipeline.checkpoint is None
-    assert pipeline.stride == 32 and pipeline.max_disparity == 192  # untrained default
+    assert type(pipeline.model).__name__ == "HybridNet" and pipeline.checkpoint is not None
+    assert pipeline.stride == 32 and pipeline.max_disparity == 64  # from the shipped weights
     assert pipeline.geometry == "depth"
     calib = StereoCalibration(fx=40.0, fy=40.0, cx=20.0, cy=12.0, baseline=0.2)
     image = np.zeros((24, 40, 3), np.uint8)
     result = pipeline.run(image, image, calib, outputs=["disparity", "depth", "labels"])
     assert result.disparity.shape == result.labels.shape == (24, 40)
-    ok = result.disparity > 0
-    assert ok.all()  # untrained depth ~50 m: disparity 8 / 50 px, well inside the range
+    # depth in [0.5, 100] m: disparity 8 px m / depth in (0, 16] px, inside the 64 px range
+    assert (result.disparity > 0).all()
     np.testing.assert_array_equal(result.disparity, np.float32(8.0) / result.depth)
 
 
