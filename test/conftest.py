@@ -4,6 +4,9 @@
 interpreter (colcon-core, colcon-ros and colcon-python-setup-py come from requirements-dev.txt)
 into a temporary workspace, so build/, install/ and log/ never land in the repository. The
 packaging test checks the install tree; the node tests start the installed console script.
+
+``data_root``: six 96x48 synthetic scenes in the KITTI 2015 layout, rendered once per session
+by the synth CLI; the training and ablation tests read it (none writes into it).
 """
 
 from __future__ import annotations
@@ -97,3 +100,14 @@ def colcon_build(tmp_path_factory: pytest.TempPathFactory) -> ColconBuild:
         egg_infos_before=before,
         egg_infos_after=egg_infos(),
     )
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six 96x48 synthetic scenes in the KITTI layout, rendered by the synth CLI."""
+    from stereo_semantic_ros.synth import cli
+
+    root = tmp_path_factory.mktemp("synth")
+    argv = ["--out", str(root), "--count", "6", "--width", "96", "--height", "48"]
+    assert cli.main([*argv, "--seed", "0", "--workers", "1"]) == 0
+    return root

@@ -7,23 +7,11 @@ synthetic scenes, so the whole ablation takes seconds on a CPU.
 import json
 from pathlib import Path
 
-import pytest
-
 from stereo_semantic_ros.ablation import VARIANTS, main, markdown_table, running_mean
 from stereo_semantic_ros.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "config" / "train" / "tiny_test.yaml"
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    from stereo_semantic_ros.synth import cli
-
-    root = tmp_path_factory.mktemp("synth")
-    argv = ["--out", str(root), "--count", "6", "--width", "96", "--height", "48"]
-    assert cli.main([*argv, "--seed", "0", "--workers", "1"]) == 0
-    return root
 
 
 def _argv(data_root: Path, out: Path, steps: int) -> list[str]:

@@ -38,17 +38,6 @@ def _env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    """Six 96x48 synthetic scenes in the KITTI layout, rendered by the synth CLI."""
-    from stereo_semantic_ros.synth import cli
-
-    root = tmp_path_factory.mktemp("synth")
-    argv = ["--out", str(root), "--count", "6", "--width", "96", "--height", "48"]
-    assert cli.main([*argv, "--seed", "0", "--workers", "1"]) == 0
-    return root
-
-
 def _args(data_root: Path, out: Path, *extra: str) -> list[str]:
     return [
         "--config",

@@ -18,17 +18,6 @@ TINY = REPO / "config" / "train" / "hybridnet_tiny_test.yaml"
 RECIPE = REPO / "config" / "train" / "hybridnet_synthetic.yaml"
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    """Six 96x48 synthetic scenes, rendered by the synth CLI."""
-    from stereo_semantic_ros.synth import cli
-
-    root = tmp_path_factory.mktemp("synth")
-    argv = ["--out", str(root), "--count", "6", "--width", "96", "--height", "48"]
-    assert cli.main([*argv, "--seed", "0", "--workers", "1"]) == 0
-    return root
-
-
 def _rows(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
 

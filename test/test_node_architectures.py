@@ -1,64 +1,63 @@
-"""The live node with ``config/hybridnet.yaml`` and its shipped weights, over real DDS.
+"""The live node with each other architecture's parameter file and shipped weights, over DDS.
 
-A single-image network must publish every output with the stereo networks' conventions: the
-disparity is fx * B / depth, its DisparityImage range is max_disparity, its confidence is 1.0.
-Checked on 64x32 frames (fx = 50 px, B = 0.1 m).
+``config/corr_mtl.yaml`` (stereo) and ``config/hybridnet.yaml`` (single image: disparity =
+fx * B / depth), started as a user would, must publish every output with esp_joint's
+conventions. Checked on 64x32 frames (fx = 50 px, B = 0.1 m).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
-from node_harness import (
-    BASELINE,
-    FX,
-    LEFT_FRAME,
-    Driver,
-    NodeProcess,
-    cloud_array,
-    image_array,
-)
+from node_harness import BASELINE, FX, LEFT_FRAME, Driver, NodeProcess, cloud_array, image_array
 
 from stereo_semantic_ros.labels import CITYSCAPES_19
 
-DOMAIN_ID = 56
-WEIGHTS_MAX_DISPARITY = 64  # models/hybridnet_synthetic.pt
+
+class Case(NamedTuple):
+    architecture: str
+    domain_id: int
+    max_disparity: int  # of the shipped weights
 
 
-@pytest.fixture(scope="module")
+CASES = (Case("corr_mtl", 55, 64), Case("hybridnet", 56, 64))
+
+
+@pytest.fixture(scope="module", params=CASES, ids=lambda c: c.architecture)
 def live(
-    colcon_build: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[NodeProcess, Driver]]:
+    request: pytest.FixtureRequest, colcon_build: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Case, NodeProcess, Driver]]:
+    case: Case = request.param
     prefix = colcon_build.require_success()
-    log = tmp_path_factory.mktemp("node_hybridnet") / "node.log"
+    log = tmp_path_factory.mktemp(f"node_{case.architecture}") / "node.log"
     node = NodeProcess(
         prefix,
         colcon_build.site_packages(),
-        DOMAIN_ID,
+        case.domain_id,
         log,
-        params_file="hybridnet.yaml",
-        untrained=False,  # the file's own weights: models/hybridnet_synthetic.pt
+        params_file=f"{case.architecture}.yaml",
+        untrained=False,  # the file's own weights: models/<architecture>_synthetic.pt
     )
     driver = None
     try:
-        driver = Driver(DOMAIN_ID, node.text)
+        driver = Driver(case.domain_id, node.text)
         driver.wait_for(driver.latest_diagnostics, 90, "the node's first /diagnostics")
         driver.subscribe_outputs()
-        yield node, driver
+        yield case, node, driver
     finally:
         if driver is not None:
             driver.close()
         node.stop()
 
 
-def test_hybridnet_node_loads_its_weights_and_publishes_every_output(live) -> None:
-    node, driver = live
+def test_node_loads_the_files_weights_and_publishes_every_output(live) -> None:
+    case, node, driver = live
     diagnostics = driver.latest_diagnostics()
-    assert diagnostics["architecture"] == "hybridnet"
-    assert diagnostics["weights"].endswith("models/hybridnet_synthetic.pt")
+    assert diagnostics["architecture"] == case.architecture
+    assert diagnostics["weights"].endswith(f"models/{case.architecture}_synthetic.pt")
     assert "UNTRAINED" not in node.text()
 
     frame = driver.warm_up()
@@ -70,11 +69,12 @@ def test_hybridnet_node_loads_its_weights_and_publishes_every_output(live) -> No
     disp_msg = out["disparity"]
     assert (disp_msg.image.height, disp_msg.image.width) == (frame.height, frame.width)
     assert disp_msg.f == pytest.approx(FX) and disp_msg.t == pytest.approx(BASELINE)
-    assert disp_msg.max_disparity == float(WEIGHTS_MAX_DISPARITY)
+    assert disp_msg.max_disparity == float(case.max_disparity)
     disparity = image_array(disp_msg.image)
     valid = disparity >= 0
-    assert valid.any() and disparity[valid].max() <= WEIGHTS_MAX_DISPARITY
+    assert valid.any() and disparity[valid].max() <= case.max_disparity
     depth = image_array(out["depth"])
+    np.testing.assert_allclose(depth[valid], FX * BASELINE / disparity[valid], rtol=1e-5)
     np.testing.assert_allclose(disparity[valid], FX * BASELINE / depth[valid], rtol=1e-5)
     assert np.isnan(depth[~valid]).all()
 
