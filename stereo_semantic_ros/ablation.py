@@ -28,6 +28,7 @@ import numpy as np
 
 from stereo_semantic_ros import evaluate
 from stereo_semantic_ros.checkpoint import CheckpointError, load_checkpoint
+from stereo_semantic_ros.networks.blocks import count_parameters
 from stereo_semantic_ros.train import train
 from stereo_semantic_ros.training import FINAL
 from stereo_semantic_ros.training.config import ConfigError, load_config
@@ -89,8 +90,12 @@ def run_ablation(
             run_dir / FINAL, test_data, run_dir / "eval", dataset, max_images, device, progress
         )
         rows.append(_row(name, tasks, run_dir, summary, metrics))
-    report = {"config": str(config), "test_data": str(test_data), "variants": rows}
-    report["command"] = list(command)
+    report = {
+        "config": str(config),
+        "test_data": str(test_data),
+        "variants": rows,
+        "command": list(command),
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "ablation.json").write_text(json.dumps(report, indent=2))
     (out / "ablation.md").write_text(markdown_table(rows) + "\n")
@@ -135,7 +140,7 @@ def _row(
     return {
         "name": name,
         "tasks": list(tasks),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": count_parameters(model),
         "steps": summary["steps"],
         "train_minutes": summary["wall_time_s"] / 60.0,
         "epe_noc": disp.get("noc", {}).get("epe"),
@@ -189,10 +194,10 @@ def plot_losses(out: Path, names: Sequence[str]) -> Path | None:
         rows = _read_log(out / name / "log.jsonl")
         for task in ("disparity", "segmentation"):
             key = f"loss_{task}"
-            steps = [int(r["step"]) for r in rows if isinstance(r.get(key), (int, float))]
-            if not steps:
+            logged = [(int(r["step"]), float(r[key])) for r in rows if _is_number(r.get(key))]
+            if not logged:
                 continue
-            values = [float(r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+            steps, values = zip(*logged, strict=True)
             # the legend names the variant; the panel title names the task
             column = f"{name} ({task})"
             title = f"{task} loss ({SMOOTH_STEPS}-step mean)"
@@ -212,12 +217,14 @@ def plot_losses(out: Path, names: Sequence[str]) -> Path | None:
 
 def running_mean(values: Sequence[float], window: int) -> list[float]:
     """Mean of each value and up to ``window - 1`` values before it."""
-    x = np.cumsum(np.asarray(values, dtype=np.float64))
-    out = []
-    for i in range(len(values)):
-        lo = i - window
-        out.append((x[i] - (x[lo] if lo >= 0 else 0.0)) / (i - max(lo, -1)))
-    return out
+    sums = np.concatenate([[0.0], np.cumsum(np.asarray(values, dtype=np.float64))])
+    end = np.arange(1, len(values) + 1)
+    start = np.maximum(end - window, 0)
+    return ((sums[end] - sums[start]) / (end - start)).tolist()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float))
 
 
 def _read_log(path: Path) -> list[dict[str, Any]]:
