@@ -88,3 +88,24 @@ def test_running_mean_and_table_cells():
     row.update(global_accuracy=50.0, class_accuracy=None, steps=7, train_minutes=0.25)
     line = markdown_table([row]).splitlines()[-1]
     assert line == "| segmentation-only | 1,234 | 7 | 0.2 | - | - | - | - | 12.35 | 50.00 | - | 5 |"
+
+
+def test_a_bad_override_is_a_clear_error_before_any_training(data_root, tmp_path, capsys):
+    argv = [*_argv(data_root, tmp_path / "a", steps=1), "--set", "loss.no_such_key=1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("stereo-semantic-ablation: error:") and "no_such_key" in err
+    assert not (tmp_path / "a" / "joint").exists()
+
+
+def test_a_failed_evaluation_stops_the_ablation_and_says_which(data_root, tmp_path, capsys):
+    empty = tmp_path / "not_a_dataset"
+    empty.mkdir()
+    argv = _argv(data_root, tmp_path / "a", steps=1)
+    argv[argv.index("--test-data") + 1] = str(empty)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "evaluating" in err and str(tmp_path / "a" / "joint" / "final.pt") in err
+    # the joint run it trained is kept; nothing after it ran
+    assert (tmp_path / "a" / "joint" / "final.pt").is_file()
+    assert not (tmp_path / "a" / "disparity-only").exists()
