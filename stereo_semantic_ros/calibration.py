@@ -1,7 +1,10 @@
 """Rectified stereo calibration: the numbers that turn disparity into metric depth and points.
 
 Sign convention, stated once for the whole package: disparity ``d`` is positive and a left
-pixel ``(u, v)`` matches the right pixel ``(u - d, v)``. Depth ``Z = fx * baseline / d`` metres.
+pixel ``(u, v)`` matches the right pixel ``(u - d, v)``. Depth ``Z = fx * baseline / (d + doffs)``
+metres, where ``doffs = cx_right - cx_left`` is the principal-point offset of the rectified pair
+(Middlebury's ``doffs``; stereo_image_proc subtracts ``cx_left - cx_right``). Most rigs are
+rectified with equal principal points (doffs = 0); Middlebury and some calibrations are not.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ class StereoCalibration:
         cx, cy: principal point in pixels.
         baseline: distance between the optical centres in metres (> 0).
         width, height: image size the intrinsics refer to (0 = unknown).
+        doffs: ``cx_right - cx_left`` in pixels, the principal-point offset of the right camera;
+            a disparity ``d`` is at depth ``fx * baseline / (d + doffs)``.
     """
 
     fx: float
@@ -35,9 +40,10 @@ class StereoCalibration:
     baseline: float
     width: int = 0
     height: int = 0
+    doffs: float = 0.0
 
     def __post_init__(self) -> None:
-        values = (self.fx, self.fy, self.cx, self.cy, self.baseline)
+        values = (self.fx, self.fy, self.cx, self.cy, self.baseline, self.doffs)
         if not all(np.isfinite(v) for v in values):
             raise CalibrationError(f"calibration has non-finite values: {values}")
         if self.fx <= 0 or self.fy <= 0:
@@ -61,7 +67,8 @@ class StereoCalibration:
     ) -> StereoCalibration:
         """Build from the 3x4 projection matrices of a rectified pair (CameraInfo.p).
 
-        ``B = -P_right[0,3] / P_right[0,0]`` as in image_geometry's StereoCameraModel.
+        ``B = -P_right[0,3] / P_right[0,0]`` as in image_geometry's StereoCameraModel, and
+        ``doffs = P_right[0,2] - P_left[0,2]`` (the right camera's principal point may differ).
         """
         pl = np.asarray(p_left, dtype=np.float64).reshape(3, 4)
         pr = np.asarray(p_right, dtype=np.float64).reshape(3, 4)
@@ -78,7 +85,13 @@ class StereoCalibration:
             baseline=float(baseline),
             width=int(width),
             height=int(height),
+            doffs=float(pr[0, 2] - pl[0, 2]),
         )
+
+    @property
+    def cx_right(self) -> float:
+        """Principal point u of the rectified right camera."""
+        return self.cx + self.doffs
 
     def projection_matrices(self) -> tuple[np.ndarray, np.ndarray]:
         """(P_left, P_right) 3x4 matrices of this rectified pair."""
@@ -86,6 +99,7 @@ class StereoCalibration:
             [[self.fx, 0.0, self.cx, 0.0], [0.0, self.fy, self.cy, 0.0], [0.0, 0.0, 1.0, 0.0]]
         )
         p_right = p_left.copy()
+        p_right[0, 2] = self.cx_right
         p_right[0, 3] = -self.fx * self.baseline
         return p_left, p_right
 
@@ -99,14 +113,25 @@ class StereoCalibration:
             cy=(self.cy + 0.5) * sy - 0.5,
             width=round(self.width * sx),
             height=round(self.height * sy),
+            doffs=self.doffs * sx,
         )
 
     def depth_from_disparity(self, disparity: np.ndarray) -> np.ndarray:
-        """Metric depth for positive disparities, NaN elsewhere."""
+        """Metric depth ``fx * B / (d + doffs)`` for positive disparities with a positive
+        denominator, NaN elsewhere."""
         d = np.asarray(disparity, dtype=np.float32)
+        shifted = d + np.float32(self.doffs)
         with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.float32(self.fx * self.baseline) / d
-        return np.where(d > 0, z, np.float32(np.nan)).astype(np.float32)
+            z = np.float32(self.fx * self.baseline) / shifted
+        return np.where((d > 0) & (shifted > 0), z, np.float32(np.nan)).astype(np.float32)
+
+    def disparity_from_depth(self, depth: np.ndarray) -> np.ndarray:
+        """Disparity ``fx * B / Z - doffs`` for positive finite depths, 0 (invalid) elsewhere."""
+        z = np.asarray(depth, dtype=np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.float32(self.fx * self.baseline) / z - np.float32(self.doffs)
+        ok = np.isfinite(z) & (z > 0) & (d > 0)
+        return np.where(ok, d, np.float32(0.0)).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,4 +142,5 @@ class StereoCalibration:
             **{k: data[k] for k in ("fx", "fy", "cx", "cy", "baseline") if k in data},
             width=int(data.get("width", 0)),
             height=int(data.get("height", 0)),
+            doffs=float(data.get("doffs", 0.0)),
         )
