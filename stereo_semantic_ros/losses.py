@@ -3,7 +3,7 @@
 Networks whose geometric output is ``depth`` (``geometry = "depth"``, e.g. hybridnet) are
 supervised on depth instead: the HybridNet paper's linear and mean-variance-normalised
 Euclidean losses (:func:`depth_linear_loss`, :func:`depth_normalized_loss`), with the
-ground-truth depth ``fx * B / d`` from the batch's disparity and calibration.
+ground-truth depth ``fx * B / (d + doffs)`` from the batch's disparity and calibration.
 
 Each loss returns ``(loss, metrics)`` so the training loop logs what it optimises. How the
 task losses are weighted is a :class:`LossWeighting`: fixed weights (the paper's 5 and 1),
@@ -117,20 +117,30 @@ def depth_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) ->
 
 
 def depth_from_disparity(
-    disparity: torch.Tensor, valid: torch.Tensor, fx: torch.Tensor, baseline: torch.Tensor
+    disparity: torch.Tensor,
+    valid: torch.Tensor,
+    fx: torch.Tensor,
+    baseline: torch.Tensor,
+    doffs: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ground-truth depth ``fx * B / d`` (metres) of a batch and where it exists.
+    """Ground-truth depth ``fx * B / (d + doffs)`` (metres) of a batch and where it exists.
 
     Args:
         disparity: (B, 1, H, W) pixels; valid: (B, 1, H, W) bool.
         fx, baseline: (B,) pixels and metres, each sample's calibration at this resolution.
+        doffs: (B,) pixels, ``cx_right - cx_left``; None means 0. Adding a 0 is exact, so a
+            zero ``doffs`` gives the very floats of ``fx * B / d``.
 
     Returns:
-        depth (B, 1, H, W), 0 where invalid; valid & (d > 0).
+        depth (B, 1, H, W), 0 where invalid; valid & (d > 0) & (d + doffs > 0).
     """
     valid = valid & (disparity > 0) & torch.isfinite(disparity)
     fb = (fx * baseline).to(disparity.dtype).view(-1, 1, 1, 1)
-    depth = torch.where(valid, fb / disparity.clamp_min(1e-6), torch.zeros_like(disparity))
+    shifted = disparity
+    if doffs is not None:
+        shifted = disparity + doffs.to(disparity.dtype).view(-1, 1, 1, 1)
+        valid = valid & (shifted > 0)
+    depth = torch.where(valid, fb / shifted.clamp_min(1e-6), torch.zeros_like(disparity))
     return depth, valid
 
 
@@ -335,7 +345,8 @@ def task_losses(
         outputs: network outputs (``disparity`` (B,1,H,W) px or ``depth`` (B,1,H,W) metres,
             ``seg_logits`` (B,C,H,W)).
         batch: ``disparity`` (B,1,H,W) float px, ``valid`` (B,1,H,W) bool, ``labels`` (B,H,W)
-            int64 (255 ignored); for ``depth`` outputs also ``fx`` and ``baseline`` (B,).
+            int64 (255 ignored); for ``depth`` outputs also ``fx`` and ``baseline`` (B,) and
+            optionally ``doffs`` (B,; 0 when absent).
         max_disparity: when given, ground truth at or above it is left out of ``L_d``: the
             soft-argmin cannot reach it, so it would only pull every other pixel upwards. For
             depth outputs likewise (the pipeline invalidates disparities beyond the range).
@@ -343,8 +354,8 @@ def task_losses(
             loss (the network's output range ends there).
 
     The ``disparity`` task's loss is the smooth-L1 :func:`disparity_loss` for a disparity
-    output and HybridNet's :func:`depth_loss` (``L_DL + L_DN``) against ``fx * B / d`` for a
-    depth output.
+    output and HybridNet's :func:`depth_loss` (``L_DL + L_DN``) against ``fx * B / (d + doffs)``
+    for a depth output.
 
     Returns:
         ``{"disparity": L_d, "segmentation": L_s}`` (the tasks present), scalar tensors.
@@ -362,7 +373,7 @@ def task_losses(
         if max_disparity is not None:
             valid = valid & (batch["disparity"] < max_disparity)
         target, valid = depth_from_disparity(
-            batch["disparity"], valid, batch["fx"], batch["baseline"]
+            batch["disparity"], valid, batch["fx"], batch["baseline"], batch.get("doffs")
         )
         if max_depth is not None:
             valid = valid & (target <= max_depth)

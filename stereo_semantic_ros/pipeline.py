@@ -11,17 +11,23 @@ Two kinds of network, told apart by the model's ``geometry`` attribute
 (:func:`~stereo_semantic_ros.networks.registry.geometry_of`):
 
 * ``disparity`` (the default; esp_joint, corr_mtl): stereo networks that take the pair and
-  output ``disparity`` in pixels and its ``confidence``; depth is ``fx * B / d``.
+  output ``disparity`` in pixels and its ``confidence``; depth is ``fx * B / (d + doffs)``.
 * ``depth`` (hybridnet): single-image networks that see the LEFT image only and output
   ``depth`` in metres. The pipeline turns it into disparity on the device with the pair's
-  calibration, ``d = fx * B / Z`` (the same relation read the other way), so every output
-  means the same for both kinds and the node, replay and evaluation need no change. Their
+  calibration, ``d = fx * B / Z - doffs`` (the same relation read the other way), so every
+  output means the same for both kinds and the node, replay and evaluation need no change. Their
   ``confidence`` is 1.0 everywhere (they have no per-pixel uncertainty, so ``min_confidence``
   masks nothing), and ``max_disparity`` is the disparity range they report and keep: pixels
   whose converted disparity exceeds ``max_disparity / input_scale`` (nearer than
-  ``fx * B * input_scale / max_disparity``) are invalid, as a stereo network could not have
-  matched them. The right image is still required (same input checks, same calibration) but
-  does not reach the network.
+  ``fx * B / (max_disparity / input_scale + doffs)``) are invalid, as a stereo network could
+  not have matched them. The right image is still required (same input checks, same
+  calibration) but does not reach the network.
+
+``doffs = cx_right - cx_left`` (:class:`~stereo_semantic_ros.calibration.StereoCalibration`) is
+honoured everywhere: the ``disparity`` output stays the raw pixel shift ``u_left - u_right`` (the
+network's output), depth and points use ``Z = fx * B / (d + doffs)``, and a pixel with
+``d + doffs <= 0`` (no finite positive depth) is invalid in every output. With ``doffs = 0`` the
+arithmetic is exactly that of ``fx * B / d``.
 """
 
 from __future__ import annotations
@@ -338,11 +344,15 @@ class StereoPipeline:
         valid = (disp > MIN_DISPARITY) & torch.isfinite(disp) & (conf >= min_confidence)
         if in_range is not None:
             valid &= in_range
+        # Z = fx * B / (d + doffs); only shifted when doffs != 0, so doffs = 0 is bit-identical
+        shifted = disp + calib.doffs if calib.doffs else disp
+        if calib.doffs:
+            valid &= shifted > 0
         if self.geometry == "depth":
             depth = torch.where(valid, net["depth"][0, 0], torch.nan)
         else:
             depth = torch.where(
-                valid, (calib.fx * calib.baseline) / disp.clamp_min(1e-6), torch.nan
+                valid, (calib.fx * calib.baseline) / shifted.clamp_min(1e-6), torch.nan
             )
         device_arrays: dict[str, torch.Tensor] = {}
         if "disparity" in outputs:
@@ -376,7 +386,7 @@ class StereoPipeline:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(H, W) disparity in pixels, confidence, and (depth networks) the in-range mask.
 
-        A depth network's disparity is ``fx * B / Z`` with the calibration of the input
+        A depth network's disparity is ``fx * B / Z - doffs`` with the calibration of the input
         resolution, its confidence 1.0, and pixels beyond ``max_disparity / input_scale`` are
         out of range (see the module docstring).
         """
@@ -386,5 +396,7 @@ class StereoPipeline:
         # a tensor numerator: ``float / tensor`` is computed as ``float * reciprocal``, one
         # rounding more than the division
         disp = depth.new_full((), calib.fx * calib.baseline) / depth
+        if calib.doffs:
+            disp = disp - calib.doffs
         in_range = disp <= self.max_disparity / self.input_scale
         return disp, torch.ones_like(depth), in_range

@@ -126,14 +126,15 @@ def camera_info_msg(calib: StereoCalibration, hdr: Any, right: bool = False) -> 
     """sensor_msgs/CameraInfo of one camera of a rectified pair, as camera_calibration writes it.
 
     K and P hold the rectified intrinsics, R is the identity, distortion is plumb_bob with zero
-    coefficients (the images are rectified). The right camera's ``P[0,3] = -fx * B``, from
-    which :func:`~stereo_semantic_ros.ros.conversions.calibration_from_camera_info` recovers the
-    baseline.
+    coefficients (the images are rectified). The right camera's ``P[0,3] = -fx * B`` and its
+    ``K[0,2] = P[0,2] = cx_right = cx + doffs``, from which
+    :func:`~stereo_semantic_ros.ros.conversions.calibration_from_camera_info` recovers the
+    baseline and doffs.
     """
     ts = typestore()
     p_left, p_right = calib.projection_matrices()
     p = p_right if right else p_left
-    k = np.array([[calib.fx, 0.0, calib.cx], [0.0, calib.fy, calib.cy], [0.0, 0.0, 1.0]])
+    k = p[:, :3]
     roi = ts.types["sensor_msgs/msg/RegionOfInterest"](
         x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
     )
@@ -181,7 +182,9 @@ def disparity_msg(
     Args:
         disparity: (H, W) pixels; invalid pixels must already be below ``min_disparity``
             (non-finite values are written as ``min_disparity - 1``).
-        calib: gives ``f = fx`` (pixels) and ``T = baseline`` (metres).
+        calib: gives ``f = fx`` (pixels) and ``T = baseline`` (metres); the disparity stays the
+            raw shift, its depth is ``f * T / (d + calib.doffs)`` (see
+            :func:`~stereo_semantic_ros.ros.conversions.disparity_to_msg`).
     """
     d = np.asarray(disparity, dtype=np.float32)
     if d.ndim != 2:

@@ -104,7 +104,7 @@ class GroundTruthScores:
         """Score one frame; returns its own metrics (the same keys as :meth:`summary`).
 
         Args:
-            calib: the frame's calibration (depth = fx * B / d).
+            calib: the frame's calibration (depth = fx * B / (d + doffs)).
             pred_disparity: (H, W) px, invalid below 0 (the pipeline's convention).
             pred_labels: (H, W) uint8 train ids.
             gt_disparity, gt_valid: (H, W) px and the mask of pixels with ground truth.

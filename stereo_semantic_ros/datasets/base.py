@@ -8,7 +8,8 @@ that the listed files exist, reads them into the one sample format,
 serves ``len`` / indexing for a :class:`torch.utils.data.DataLoader`.
 
 Disparity sign convention: the one of :mod:`stereo_semantic_ros.calibration` -- disparity is
-positive, a left pixel ``(u, v)`` matches the right pixel ``(u - d, v)``, ``Z = fx * B / d``.
+positive, a left pixel ``(u, v)`` matches the right pixel ``(u - d, v)``,
+``Z = fx * B / (d + doffs)`` (``doffs = cx_right - cx_left``, 0 for most datasets).
 Every reader converts its source encoding to that convention; 0 means "no ground truth".
 
 For training, :func:`collate` turns a list of samples into a batch of tensors (see
@@ -151,7 +152,8 @@ class StereoDataset(Dataset):
     def read_depth(
         self, record: SampleRecord, calib: StereoCalibration, gt: Disparity | None
     ) -> np.ndarray | None:
-        """(H, W) float32 metres (NaN unknown). Default: ``fx * B / d`` on valid pixels."""
+        """(H, W) float32 metres (NaN unknown). Default: ``fx * B / (d + doffs)`` on valid
+        pixels."""
         if gt is None:
             return None
         return np.where(gt.valid, calib.depth_from_disparity(gt.disparity), np.float32(np.nan))
@@ -321,7 +323,8 @@ def to_tensors(sample: StereoSample) -> dict[str, torch.Tensor]:
         ``labels``: (H, W) int64 train ids, 255 = ignore (``CrossEntropyLoss(ignore_index=255)``).
         ``depth``: (1, H, W) float32 metres, NaN unknown.
         ``right_disparity``: (1, H, W) float32, 0 unknown.
-        ``fx``, ``baseline``: () float32, pixels and metres, for depth from disparity.
+        ``fx``, ``baseline``, ``doffs``: () float32, pixels, metres and pixels, for depth from
+            disparity ``fx * B / (d + doffs)``.
     """
     out: dict[str, torch.Tensor] = {
         "left": torch.from_numpy(np.ascontiguousarray(sample.left.transpose(2, 0, 1))).float(),
@@ -341,6 +344,7 @@ def to_tensors(sample: StereoSample) -> dict[str, torch.Tensor]:
         out["labels"] = torch.from_numpy(sample.labels.astype(np.int64))
     out["fx"] = torch.tensor(sample.calib.fx, dtype=torch.float32)
     out["baseline"] = torch.tensor(sample.calib.baseline, dtype=torch.float32)
+    out["doffs"] = torch.tensor(sample.calib.doffs, dtype=torch.float32)
     return out
 
 

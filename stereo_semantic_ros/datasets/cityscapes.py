@@ -110,7 +110,10 @@ def decode_cityscapes_disparity(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def read_cityscapes_camera(path: Path, width: int = 0, height: int = 0) -> StereoCalibration:
-    """Rectified calibration from a Cityscapes ``*_camera.json``."""
+    """Rectified calibration from a Cityscapes ``*_camera.json``.
+
+    The file has one principal point for both rectified views, so ``doffs`` is 0.
+    """
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
@@ -129,6 +132,6 @@ def read_cityscapes_camera(path: Path, width: int = 0, height: int = 0) -> Stere
             f"{path}: expected intrinsic.fx/fy/u0/v0 and extrinsic.baseline numbers ({exc!r})"
         ) from exc
     try:
-        return StereoCalibration(**values, width=width, height=height)
+        return StereoCalibration(**values, width=width, height=height, doffs=0.0)
     except CalibrationError as exc:
         raise DatasetError(f"{path}: {exc}") from exc

@@ -65,8 +65,8 @@ class Kitti2015(StereoDataset):
         augment: optional transform for training (see :class:`StereoDataset`).
 
     ``labels`` are train ids (KITTI semantics uses Cityscapes label ids; ids without a train
-    id become 255). ``depth`` is ``fx * B / d`` on valid pixels. Real KITTI has no right-view
-    disparity, so the mirror augmentation skips its samples.
+    id become 255). ``depth`` is ``fx * B / (d + doffs)`` on valid pixels. Real KITTI has no
+    right-view disparity, so the mirror augmentation skips its samples.
     """
 
     dataset_name = "kitti2015"
@@ -184,7 +184,8 @@ def read_kitti_calib(path: Path, width: int = 0, height: int = 0) -> StereoCalib
     """Rectified calibration from a KITTI ``calib_cam_to_cam`` file (P_rect_02 / P_rect_03).
 
     KITTI's projection matrices are relative to camera 0, so P_rect_02 has its own non-zero
-    ``P[0,3]``; the left-right baseline is ``(P02[0,3] - P03[0,3]) / f``.
+    ``P[0,3]``; the left-right baseline is ``(P02[0,3] - P03[0,3]) / f``. ``P03[0,2]`` is the
+    right camera's principal point: ``doffs = P03[0,2] - P02[0,2]`` (0 in real KITTI).
     """
     try:
         text = Path(path).read_text()

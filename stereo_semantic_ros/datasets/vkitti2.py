@@ -11,9 +11,11 @@ one directory), for each ``<scene>/<variation>`` such as ``Scene01/clone``::
     intrinsic.txt     "frame cameraID K[0,0] K[1,1] K[0,2] K[1,2]" header, then one row each
     extrinsic.txt     "frame cameraID r1,1 r1,2 r1,3 t1 ... 0 0 0 1" world->camera (optional)
 
-Disparity is computed from depth, ``d = fx * B / Z``, for both cameras. The baseline is the
-distance between the two camera centres in ``extrinsic.txt`` for that frame when the file is
-present, else :data:`VKITTI2_BASELINE`, the stereo baseline VKITTI2 documents.
+Disparity is computed from depth, ``d = fx * B / Z - doffs``, for both cameras. The baseline is
+the distance between the two camera centres in ``extrinsic.txt`` for that frame when the file is
+present, else :data:`VKITTI2_BASELINE`, the stereo baseline VKITTI2 documents. ``doffs`` is the
+right camera's ``K[0,2]`` minus the left one's from ``intrinsic.txt`` (0 in the official data;
+0 when the right camera has no row).
 """
 
 from __future__ import annotations
@@ -171,8 +173,12 @@ class VirtualKitti2(StereoDataset):
                 b = _baseline_from_extrinsics(extrinsics, frame, left_id, right_id, extrinsic_path)
             if b is None:
                 b = VKITTI2_BASELINE
+            right_row = intrinsics.get((frame, right_id))
+            doffs = float(right_row[2] - row[2]) if right_row is not None else 0.0
             try:
-                calib = StereoCalibration(fx=row[0], fy=row[1], cx=row[2], cy=row[3], baseline=b)
+                calib = StereoCalibration(
+                    fx=row[0], fy=row[1], cx=row[2], cy=row[3], baseline=b, doffs=doffs
+                )
             except CalibrationError as exc:
                 raise DatasetError(f"{intrinsic_path} frame {frame}: {exc}") from exc
             self._calibs[(scene, variation, frame)] = calib
@@ -186,6 +192,9 @@ class VirtualKitti2(StereoDataset):
         valid = np.isfinite(depth)
         with np.errstate(divide="ignore", invalid="ignore"):
             disparity = np.float32(calib.fx * calib.baseline) / depth
+        if calib.doffs:  # d = fx * B / Z - doffs; a pixel whose d is not > 0 has no match
+            disparity = disparity - np.float32(calib.doffs)
+            valid = valid & (disparity > 0)
         return np.where(valid, disparity, np.float32(0.0)).astype(np.float32), valid
 
     def read_disparity(self, record: SampleRecord, calib: StereoCalibration) -> Disparity:

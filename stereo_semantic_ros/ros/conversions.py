@@ -185,8 +185,10 @@ def calibration_from_camera_info(left: CameraInfo, right: CameraInfo) -> StereoC
     """Stereo calibration of a rectified pair from its two CameraInfo messages.
 
     Focal length and principal point come from the left P, the baseline from the right P:
-    ``B = -P_right[0,3] / P_right[0,0]`` metres (image_geometry's convention). ``width`` and
-    ``height`` are the CameraInfo's image size.
+    ``B = -P_right[0,3] / P_right[0,0]`` metres (image_geometry's convention), and the right
+    camera's principal point gives ``doffs = P_right[0,2] - P_left[0,2]`` pixels (0 for most
+    rigs; depth is ``fx * B / (d + doffs)``). ``width`` and ``height`` are the CameraInfo's
+    image size.
 
     Raises:
         CalibrationError: sizes differ, a P matrix is unfilled, or the baseline is not > 0.
@@ -274,7 +276,13 @@ def disparity_to_msg(
             ``min_disparity - 1`` so every consumer that tests ``d < min_disparity`` drops them.
         header: for the message and its image (the left image's header).
         calib: calibration at the disparity image's resolution; gives ``f = fx`` (pixels) and
-            ``T = baseline`` (metres).
+            ``T = baseline`` (metres). The message has no field for ``calib.doffs``: the
+            disparity is published as the raw shift ``u_left - u_right`` and its depth is
+            ``f * T / (d + doffs)`` with doffs from the camera_infos' P matrices (image_geometry's
+            ``StereoCameraModel.getZ``), which is ``f * T / d`` only when doffs is 0. (The
+            DisparityImage.msg comment and stereo_image_proc's disparity node instead pre-adjust,
+            ``d - (cx_l - cx_r)``, which image_geometry's Q matrix then applies a second time;
+            raw keeps ``min/max_disparity`` the searched range and the node's outputs consistent.)
         min_disparity, max_disparity: the range the matcher searched, pixels.
         delta_d: smallest disparity step the matcher resolves, pixels.
 

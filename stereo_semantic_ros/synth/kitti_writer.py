@@ -90,6 +90,8 @@ def calib_text(calib: StereoCalibration) -> str:
 
     ``P_rect_03[0, 3] = -fx * B`` and ``P_rect_02[0, 3] = 0``, so both the usual
     ``B = -P3[0,3] / P3[0,0]`` and ``B = (P2[0,3] - P3[0,3]) / fx`` give the baseline.
+    ``P_rect_03[0, 2]`` (and ``K_03[0, 2]``) hold the right camera's ``cx + doffs``, from which
+    :func:`~stereo_semantic_ros.datasets.kitti.read_kitti_calib` reads ``doffs`` back.
     """
     p_left, p_right = calib.projection_matrices()
     size = f"{float(calib.width):.6e} {float(calib.height):.6e}"

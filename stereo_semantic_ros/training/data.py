@@ -327,12 +327,13 @@ def batch_on_device(
     std: Sequence[float],
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """Normalised left and right images and the ground truth of a collated batch (with each
-    sample's ``fx`` and ``baseline``, which a depth network's loss needs for ``fx * B / d``)."""
+    sample's ``fx``, ``baseline`` and ``doffs``, which a depth network's loss needs for
+    ``fx * B / (d + doffs)``)."""
     left = normalize(batch["left"].to(device, non_blocking=True), mean, std)
     right = normalize(batch["right"].to(device, non_blocking=True), mean, std)
     target = {
         k: batch[k].to(device, non_blocking=True)
-        for k in ("disparity", "valid", "noc", "labels", "fx", "baseline")
+        for k in ("disparity", "valid", "noc", "labels", "fx", "baseline", "doffs")
         if k in batch
     }
     return left, right, target
