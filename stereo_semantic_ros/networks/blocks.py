@@ -1,5 +1,5 @@
 """Blocks shared by the architectures: conv units, ESP blocks, cost volumes, correlation,
-cross-stitch units, soft-argmin."""
+census matching cost, cross-stitch units, soft-argmin."""
 
 from __future__ import annotations
 
@@ -150,6 +150,73 @@ def concat_cost_volume(left: torch.Tensor, right: torch.Tensor, levels: int) -> 
         volume[:, :c, d, :, d:] = left[..., d:]
         volume[:, c:, d, :, d:] = right[..., : w - d]
     return volume
+
+
+def census_transform(image: torch.Tensor, window: int = 7) -> torch.Tensor:
+    """Census transform of an image's grey value (Zabih & Woodfill 1994) as +-1 codes.
+
+    Each pixel gets one bit per neighbour of its ``window`` x ``window`` patch: +1 where the
+    neighbour is darker than the centre, -1 otherwise. The code depends only on the order of grey
+    values, which is what makes it a matching cost that transfers from synthetic to real
+    cameras: gain, offset, gamma and vignetting differences between the views leave it unchanged.
+
+    Args:
+        image: (B, C, H, W) float; the grey value is the channel mean.
+        window: odd patch size.
+
+    Returns:
+        (B, window**2 - 1, H, W) float tensor of +-1 (borders replicate the edge pixels).
+    """
+    if window < 3 or window % 2 == 0:
+        raise ValueError(f"census window must be odd and >= 3, got {window}")
+    grey = image.float().mean(1, keepdim=True)
+    b, _, h, w = grey.shape
+    pad = window // 2
+    patches = F.unfold(F.pad(grey, (pad, pad, pad, pad), mode="replicate"), window)
+    centre = window * window // 2
+    neighbours = torch.cat([patches[:, :centre], patches[:, centre + 1 :]], 1)
+    bits = torch.where(neighbours < grey.flatten(2), 1.0, -1.0)
+    return bits.view(b, -1, h, w)
+
+
+def census_cost_volume(
+    left: torch.Tensor, right: torch.Tensor, max_disparity: int, window: int = 7
+) -> torch.Tensor:
+    """Census matching cost (normalised Hamming distance) of every even pixel of the left view.
+
+    The cost of left pixel ``(u, v)`` at disparity ``d`` is the fraction of census bits that
+    differ from those of right pixel ``(u - d, v)``; as the codes are +-1 this is
+    ``(1 - <c_l, c_r> / n) / 2``. It has no weights and is computed without gradients. Only
+    every second row and column of the left view is scored (all disparities, at full
+    precision): the volume is box-aggregated to a quarter of the resolution afterwards, where
+    these samples carry the same information as all pixels at a quarter of the cost.
+
+    Args:
+        left, right: (B, C, H, W) images (any normalisation), H and W even.
+        max_disparity: D, number of disparity hypotheses 0..D-1 in pixels.
+        window: census patch size.
+
+    Returns:
+        (B, D, H/2, W/2) costs in [0, 1]; 1 where ``u - d`` is outside the right image.
+    """
+    if left.shape != right.shape or left.ndim != 4:
+        raise ValueError(
+            f"census cost needs two (B, C, H, W) images of one shape, got {tuple(left.shape)} "
+            f"and {tuple(right.shape)}"
+        )
+    h, w = left.shape[-2:]
+    if h % 2 or w % 2:
+        raise ValueError(f"census cost needs an even image size, got {h}x{w}")
+    with torch.no_grad():
+        code_l = census_transform(left, window)[..., ::2, ::2]
+        code_r = census_transform(right, window)[..., ::2, :]
+        b, n, hh, wh = code_l.shape
+        out = code_l.new_ones(b, max_disparity, hh, wh)
+        for d in range(min(max_disparity, w)):
+            first = (d + 1) // 2  # first left column 2k with 2k - d >= 0
+            cols = code_r[..., 2 * first - d :: 2][..., : wh - first]
+            out[:, d, :, first:] = 0.5 - 0.5 * (code_l[..., first:] * cols).mean(1)
+    return out.to(left.dtype)
 
 
 def correlation_1d(

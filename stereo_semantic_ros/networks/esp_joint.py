@@ -3,6 +3,16 @@
 Shared ESP feature extractor -> multi-scale features of both views -> 4D concat cost volume at
 1/4 resolution -> 3D residual regulariser -> trilinear upsampling and soft-argmin -> a joint
 decoder in which the disparity path sees the segmentation prediction.
+
+``matching_cost`` chooses what the 3D regulariser aggregates: ``concat`` is the paper's learned
+feature volume; ``census`` replaces it by a census-transform Hamming cost that needs no learning
+(computed at full disparity precision, box-aggregated to 1/4 resolution, the four disparities
+of each 1/4-resolution level kept as four channels); ``concat+census`` feeds both. The census
+variants exist because a network trained on synthetic scenes learns the scenes' layout from a
+learned volume instead of matching, and then fails on real cameras; a census cost only
+compares the two views, so the regulariser has to learn to aggregate matches. With census the
+regulariser also outputs four channels per level, giving the soft-argmin all D full-precision
+hypotheses at 1/4 resolution (bilinearly upsampled) instead of trilinearly interpolated ones.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from stereo_semantic_ros.networks.blocks import (
     InputReinforcement,
     NormLayer,
     ResBlock3d,
+    census_cost_volume,
     concat_cost_volume,
     leaky_relu,
     soft_argmin,
@@ -27,6 +38,7 @@ from stereo_semantic_ros.networks.blocks import (
 from stereo_semantic_ros.networks.registry import register_model
 
 TASKS = ("disparity", "segmentation")
+MATCHING_COSTS = ("concat", "census", "concat+census")
 
 
 class ESPFeatureExtractor(nn.Module):
@@ -151,6 +163,9 @@ class ESPJointNet(nn.Module):
         decoder_width: channels of the decoder's ESP blocks (paper: 48).
         tasks: any non-empty subset of ("disparity", "segmentation"); the single-task variants are
             the paper's ablation.
+        matching_cost: ``concat`` (paper), ``census`` or ``concat+census`` (see the module
+            docstring).
+        census_window: census patch size (odd) for the census matching costs.
         norm_layer: 2D normalisation layer constructor.
     """
 
@@ -170,9 +185,15 @@ class ESPJointNet(nn.Module):
         num_res_blocks: int = 5,
         decoder_width: int = 48,
         tasks: Sequence[str] = TASKS,
+        matching_cost: str = "concat",
+        census_window: int = 7,
         norm_layer: NormLayer = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
+        if matching_cost not in MATCHING_COSTS:
+            raise ValueError(
+                f"matching_cost must be one of {MATCHING_COSTS}, got {matching_cost!r}"
+            )
         if max_disparity % 4 or max_disparity <= 0:
             raise ValueError(f"max_disparity must be a positive multiple of 4, got {max_disparity}")
         tasks = tuple(tasks)
@@ -181,20 +202,29 @@ class ESPJointNet(nn.Module):
         self.num_classes = num_classes
         self.max_disparity = max_disparity
         self.tasks = tasks
+        self.matching_cost = matching_cost
+        self.census_window = census_window
+        self.use_concat = "concat" in matching_cost
+        self.use_census = "census" in matching_cost
         self.features = ESPFeatureExtractor(num_classes, p, q, branches, norm_layer)
         if "disparity" in tasks:
-            self.reduce = nn.ModuleList(
-                ConvBNAct(c, feature_channels, 1, norm_layer=norm_layer)
-                for c in self.features.channels
-            )
-            volume_in = 2 * 4 * feature_channels
+            volume_in = 0
+            if self.use_concat:
+                self.reduce = nn.ModuleList(
+                    ConvBNAct(c, feature_channels, 1, norm_layer=norm_layer)
+                    for c in self.features.channels
+                )
+                volume_in += 2 * 4 * feature_channels
+            # census: the 4 full-precision disparities of each 1/4-resolution level as channels
+            levels_out = 4 if self.use_census else 1
+            volume_in += 4 if self.use_census else 0
             self.regulariser = VolumeRegulariser(
                 nn.Conv3d(volume_in, volume_channels, 3, padding=1, bias=False),
                 nn.BatchNorm3d(volume_channels),
                 nn.ReLU(inplace=True),
                 *[ResBlock3d(volume_channels) for _ in range(num_res_blocks)],
                 # the last layer has no norm (Sec. IV-B): it outputs raw matching costs
-                nn.Conv3d(volume_channels, 1, 3, padding=1),
+                nn.Conv3d(volume_channels, levels_out, 3, padding=1),
             )
         skip_channels = (self.features.channels[1], self.features.channels[0], 3)
         self.decoder = nn.ModuleList(
@@ -216,6 +246,33 @@ class ESPJointNet(nn.Module):
                 )
             out.append(f)
         return torch.cat(out, 1)
+
+    def _cost_volume(
+        self,
+        left: torch.Tensor,
+        right: torch.Tensor,
+        feats_l: list[torch.Tensor],
+        feats_r: list[torch.Tensor],
+        quarter: tuple[int, int],
+    ) -> torch.Tensor:
+        """The regulariser's input (B, C, D/4, H/4, W/4) for the chosen ``matching_cost``."""
+        levels = self.max_disparity // 4
+        volumes = []
+        if self.use_concat:
+            volumes.append(
+                concat_cost_volume(
+                    self._matching_features(feats_l, quarter),
+                    self._matching_features(feats_r, quarter),
+                    levels,
+                )
+            )
+        if self.use_census:
+            cost = census_cost_volume(left, right, self.max_disparity, self.census_window)
+            # 8x8 full-resolution box aggregation, sampled at 1/4 resolution
+            cost = F.avg_pool2d(cost, 4, stride=2, padding=1, count_include_pad=False)
+            b = cost.shape[0]
+            volumes.append(cost.view(b, levels, 4, *quarter).transpose(1, 2))
+        return torch.cat(volumes, 1) if len(volumes) > 1 else volumes[0]
 
     def forward(
         self, left: torch.Tensor, right: torch.Tensor | None = None
@@ -248,16 +305,15 @@ class ESPJointNet(nn.Module):
             both = self.features(torch.cat([left, right], 0))  # shared weights: one batched pass
             feats_l = [f[: left.shape[0]] for f in both]
             feats_r = [f[left.shape[0] :] for f in both]
-            volume = concat_cost_volume(
-                self._matching_features(feats_l, quarter),
-                self._matching_features(feats_r, quarter),
-                self.max_disparity // 4,
-            )
-            cost = self.regulariser(volume)  # (B, 1, D/4, H/4, W/4)
-            cost = F.interpolate(
-                cost, size=(self.max_disparity, h, w), mode="trilinear", align_corners=False
-            )
-            disp_full, confidence = soft_argmin(cost.squeeze(1))
+            cost = self.regulariser(self._cost_volume(left, right, feats_l, feats_r, quarter))
+            if self.use_census:
+                # (B, 4, D/4, H/4, W/4) -> (B, D, H/4, W/4): channel k of level j is d = 4j + k
+                cost = upsample_to(cost.transpose(1, 2).flatten(1, 2), (h, w))
+            else:
+                cost = F.interpolate(
+                    cost, size=(self.max_disparity, h, w), mode="trilinear", align_corners=False
+                ).squeeze(1)
+            disp_full, confidence = soft_argmin(cost)
             out["disparity_coarse"] = disp_full
             out["confidence"] = confidence
             # the decoder works on disparity normalised by D so its residuals are O(1)
@@ -296,6 +352,8 @@ def esp_joint(
     num_res_blocks: int = 5,
     decoder_width: int = 48,
     tasks: Sequence[str] = TASKS,
+    matching_cost: str = "concat",
+    census_window: int = 7,
 ) -> ESPJointNet:
     """ESP joint network with the paper's defaults (0.64M parameters for 19 classes, D = 192)."""
     return ESPJointNet(
@@ -309,4 +367,6 @@ def esp_joint(
         num_res_blocks=num_res_blocks,
         decoder_width=decoder_width,
         tasks=tasks,
+        matching_cost=matching_cost,
+        census_window=census_window,
     )

@@ -14,6 +14,12 @@ and the KITTI loader's ``file_list`` selects them). The root gets one file list 
 otherwise) naming its scenes, and ``synthetic_meta.json`` with the settings, per-sample seeds
 and class statistics.
 
+``--family`` chooses the scenes: ``street`` (the default: procedural street scenes with all 19
+classes), ``objects`` (textured planar shapes at random depths whose disparities cover
+``[1, --objects-max-disparity)`` roughly uniformly, every label ignored: see
+:mod:`stereo_semantic_ros.synth.objects`) or ``mixed`` (each sample is an objects scene with
+probability ``--objects-fraction``, decided by its seed).
+
 Every sample has its own seed, derived from ``--seed``, the subset name and the index within
 the subset (:func:`sample_seed`), so subsets never share scenes and any sample can be
 re-rendered in memory with :func:`stereo_semantic_ros.synth.generate_sample`.
@@ -49,6 +55,7 @@ from stereo_semantic_ros.synth.kitti_writer import (
     write_kitti_sample,
     write_meta,
 )
+from stereo_semantic_ros.synth.objects import DEFAULT_OBJECTS_MAX_DISPARITY, generate_objects_sample
 from stereo_semantic_ros.synth.textures import build_texture_bank
 
 NUM_CLASSES = CITYSCAPES_19.num_classes
@@ -61,7 +68,20 @@ _SETTINGS_KEYS = (
     "noise",
     "photos",
     "generator_version",
+    "family",
+    "objects_fraction",
+    "objects_max_disparity",
 )
+FAMILIES = ("street", "objects", "mixed")
+# what roots written before the objects family existed hold
+_SETTING_DEFAULTS = {"family": "street", "objects_fraction": 0.0, "objects_max_disparity": None}
+
+
+def is_objects_scene(seed: int, family: str, objects_fraction: float) -> bool:
+    """Whether the sample of ``seed`` is an objects scene (``mixed``: by a draw from the seed)."""
+    if family != "mixed":
+        return family == "objects"
+    return bool(np.random.default_rng([int(seed), 0xFA31]).random() < objects_fraction)
 
 
 def sample_seed(base_seed: int, subset: str, index: int) -> int:
@@ -81,17 +101,25 @@ def _render_job(
     """Render and write one sample; returns (subset, index, seed, stats) with stats =
     [pixels per train id 0..18, ignore pixels, valid pixels, noc pixels, total pixels]."""
     root, split, subset, index, seed, opts = job
-    sample = generate_sample(
-        seed,
-        opts["width"],
-        opts["height"],
-        focal=opts["focal"],
-        baseline=opts["baseline"],
-        camera_height=opts["camera_height"],
-        noise=opts["noise"],
-        use_photos=opts["photos"],
-        name=f"{index:06d}_10",
-    )
+    common = {
+        "focal": opts["focal"],
+        "baseline": opts["baseline"],
+        "noise": opts["noise"],
+        "use_photos": opts["photos"],
+        "name": f"{index:06d}_10",
+    }
+    if is_objects_scene(seed, opts["family"], opts["objects_fraction"]):
+        sample = generate_objects_sample(
+            seed,
+            opts["width"],
+            opts["height"],
+            max_disparity=opts["objects_max_disparity"],
+            **common,
+        )
+    else:
+        sample = generate_sample(
+            seed, opts["width"], opts["height"], camera_height=opts["camera_height"], **common
+        )
     write_kitti_sample(root, index, sample, split)
     counts = np.bincount(np.minimum(sample.labels.ravel(), NUM_CLASSES), minlength=NUM_CLASSES + 1)
     extra = [int(sample.valid.sum()), int(sample.noc.sum()), sample.labels.size]
@@ -137,6 +165,26 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_CAMERA_HEIGHT,
         help=f"camera height above the road in metres (default {DEFAULT_CAMERA_HEIGHT})",
     )
+    p.add_argument(
+        "--family",
+        choices=FAMILIES,
+        default="street",
+        help="scenes: street (default), objects (random textured shapes at random depths, for "
+        "matching; labels ignored) or mixed",
+    )
+    p.add_argument(
+        "--objects-fraction",
+        type=float,
+        default=0.5,
+        help="mixed only: share of objects scenes (default 0.5)",
+    )
+    p.add_argument(
+        "--objects-max-disparity",
+        type=float,
+        default=DEFAULT_OBJECTS_MAX_DISPARITY,
+        help="objects scenes: disparities cover [1, this) px "
+        f"(default {DEFAULT_OBJECTS_MAX_DISPARITY:g})",
+    )
     p.add_argument("--no-noise", action="store_true", help="render without sensor noise")
     p.add_argument(
         "--no-photos",
@@ -156,7 +204,11 @@ def _check_settings(root: Path, settings: dict[str, Any]) -> dict[str, Any]:
     meta = read_meta(root) or {}
     old = meta.get("settings")
     if old is not None:
-        diff = {k: (old.get(k), settings[k]) for k in _SETTINGS_KEYS if old.get(k) != settings[k]}
+        diff = {
+            k: (old.get(k, _SETTING_DEFAULTS.get(k)), settings[k])
+            for k in _SETTINGS_KEYS
+            if old.get(k, _SETTING_DEFAULTS.get(k)) != settings[k]
+        }
         if diff:
             details = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
             raise SynthConfigError(
@@ -178,6 +230,16 @@ def main(argv: list[str] | None = None) -> int:
         calib = make_calibration(args.width, args.height, args.focal, args.baseline)
         if args.camera_height <= 0.2:
             raise SynthConfigError(f"--camera-height must be > 0.2 m, got {args.camera_height}")
+        if not 0.0 <= args.objects_fraction <= 1.0:
+            raise SynthConfigError(
+                f"--objects-fraction must be in [0, 1], got {args.objects_fraction}"
+            )
+        objects = args.family != "street"
+        if objects and not 2.0 <= args.objects_max_disparity <= args.width / 2:
+            raise SynthConfigError(
+                f"--objects-max-disparity must be in [2, width / 2 = {args.width / 2:g}] px, "
+                f"got {args.objects_max_disparity}"
+            )
         bank = build_texture_bank(not args.no_photos)  # before forking: workers share it
         settings = {
             "width": args.width,
@@ -188,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
             "noise": not args.no_noise,
             "photos": bank.photos,
             "generator_version": GENERATOR_VERSION,
+            "family": args.family,
+            "objects_fraction": (
+                {"street": 0.0, "objects": 1.0}.get(args.family, args.objects_fraction)
+            ),
+            "objects_max_disparity": args.objects_max_disparity if objects else None,
         }
         meta = _check_settings(args.out, settings)
     except (SynthConfigError, KittiWriteError) as exc:
@@ -202,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         "camera_height": args.camera_height,
         "noise": not args.no_noise,
         "photos": not args.no_photos,
+        "family": args.family,
+        "objects_fraction": args.objects_fraction,
+        "objects_max_disparity": args.objects_max_disparity,
     }
     main_name, val_name = subset_names(args.split)
     plan = [(main_name, 0, args.count)]

@@ -54,12 +54,16 @@ class ValDataConfig:
 @dataclass
 class GenerateConfig:
     """``data.generate:`` -- render the synthetic split with ``stereo-semantic-synth`` first
-    when ``data.root`` does not hold it yet (``type: synthetic`` only)."""
+    when ``data.root`` does not hold it yet (``type: synthetic`` only); ``family``,
+    ``objects_fraction`` and ``objects_max_disparity`` are the synth CLI's options."""
 
     count: int = 300
     width: int = 512
     height: int = 160
     seed: int = 0
+    family: str = "street"
+    objects_fraction: float = 0.5
+    objects_max_disparity: float = 88.0
 
 
 @dataclass
@@ -72,9 +76,11 @@ class DataConfig:
     a list of scenes (path relative to ``root``), e.g. the generator's ``train.txt`` /
     ``val.txt``. ``indices``: keep these sample positions (a list or a ``"start:stop"``
     range). ``crop``: ``[height, width]`` training crop, multiples of 8. ``augment``:
-    ``default`` (the package's :meth:`Augmentor.for_training`), ``none``, or a mapping of
-    Augmentor fields overriding the defaults. ``stats_max_images``: images used for the
-    mean/std and class frequencies (all when null).
+    ``default`` (the package's :meth:`Augmentor.for_training`), ``transfer`` (synthetic-to-real:
+    :meth:`Augmentor.for_transfer`, the defaults plus stretch, per-view photometric, blur,
+    right-view vertical shift and eraser), ``none``, or a mapping of Augmentor fields
+    overriding a preset (``preset: transfer`` picks it; ``default`` otherwise).
+    ``stats_max_images``: images used for the mean/std and class frequencies (all when null).
     """
 
     type: str = "synthetic"
@@ -306,8 +312,10 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError("data.generate only applies to data.type: synthetic")
     if d.crop is not None and (len(d.crop) != 2 or any(v <= 0 or v % 8 for v in d.crop)):
         raise ConfigError(f"data.crop must be [height, width], multiples of 8, got {d.crop}")
-    if isinstance(d.augment, str) and d.augment not in ("default", "none"):
-        raise ConfigError(f"data.augment must be 'default', 'none' or a mapping, got {d.augment!r}")
+    if isinstance(d.augment, str) and d.augment not in ("default", "transfer", "none"):
+        raise ConfigError(
+            f"data.augment must be 'default', 'transfer', 'none' or a mapping, got {d.augment!r}"
+        )
     if d.val is not None and not d.val.root:
         raise ConfigError("data.val.root is required when data.val is given")
     if t.steps < 1:
