@@ -411,6 +411,21 @@ def test_vkitti2_baseline_from_extrinsics(tmp_path: Path) -> None:
     assert VirtualKitti2(tmp_path, baseline=0.6)[0].calib.baseline == 0.6
 
 
+def test_vkitti2_doffs_from_the_right_cameras_principal_point(tmp_path: Path) -> None:
+    make_vkitti2(tmp_path)
+    intrinsic = tmp_path / "Scene01" / "clone" / "intrinsic.txt"
+    rows = ["frame cameraID K[0,0] K[1,1] K[0,2] K[1,2]"]
+    rows += [f"{f} {c} {FX_VK} {FX_VK} {19.5 + 2.0 * c} 7.5" for f in (0, 1) for c in (0, 1)]
+    intrinsic.write_text("\n".join(rows) + "\n")
+    sample = VirtualKitti2(tmp_path)[0]
+    assert sample.calib.doffs == 2.0 and sample.calib.cx == 19.5
+    ground = sample.valid
+    d = FX_VK * VKITTI2_BASELINE / (DEPTH_CM / 100) - 2.0  # d = fx * B / Z - doffs
+    np.testing.assert_allclose(sample.disparity[ground], d, rtol=1e-5)
+    np.testing.assert_allclose(sample.right_disparity[ground], d, rtol=1e-5)
+    np.testing.assert_allclose(sample.calib.depth_from_disparity(sample.disparity[ground]), 6.66)
+
+
 def test_vkitti2_errors_name_the_path(tmp_path: Path) -> None:
     make_vkitti2(tmp_path)
     base = tmp_path / "Scene01" / "clone"
