@@ -14,7 +14,12 @@ predictor, pixel-weighted over the whole split (see :mod:`stereo_semantic_ros.me
   ``sample.depth`` (or ``fx * B / d_gt`` on valid pixels where a sample has no depth), on
   ground-truth depths up to ``max_depth`` metres (80 m, the usual KITTI cap, by default);
 * wall-clock milliseconds per image of each predictor's ``predict`` call (after one untimed
-  warm-up call on the first sample).
+  warm-up call on the first sample);
+* two-view benchmark figures (Middlebury / ETH3D style, :class:`~stereo_semantic_ros.metrics.
+  BenchmarkAccumulator`): EPE and bad-0.5/1/2/4 both dense (a pixel without a valid prediction
+  is wrong) and on the pixels the method predicts, with the density, on All pixels and, where
+  the samples have a non-occluded mask, on NOC pixels. The CLI prints and writes them as the
+  main table for ``--dataset middlebury|eth3d`` and ``--data builtin:motorcycle``.
 
 Our network is evaluated through the shared :class:`~stereo_semantic_ros.pipeline.StereoPipeline`
 (:class:`PipelinePredictor`), so the figures describe exactly what the node runs; the baseline
@@ -44,7 +49,13 @@ from tqdm import tqdm
 
 from stereo_semantic_ros.datasets.sample import StereoSample
 from stereo_semantic_ros.labels import CITYSCAPES_19, LabelSet
-from stereo_semantic_ros.metrics import ConfusionMatrix, DepthAccumulator, DisparityAccumulator
+from stereo_semantic_ros.metrics import (
+    BENCHMARK_THRESHOLDS,
+    BenchmarkAccumulator,
+    ConfusionMatrix,
+    DepthAccumulator,
+    DisparityAccumulator,
+)
 from stereo_semantic_ros.pipeline import StereoPipeline
 from stereo_semantic_ros.visualize import (
     colorize_disparity,
@@ -56,6 +67,8 @@ from stereo_semantic_ros.visualize import (
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",
+    "TWO_VIEW_DATASETS",
+    "benchmark_table",
     "PipelinePredictor",
     "Prediction",
     "Predictor",
@@ -163,6 +176,8 @@ class _MethodState:
     noc: DisparityAccumulator = field(default_factory=DisparityAccumulator)
     all: DisparityAccumulator = field(default_factory=DisparityAccumulator)
     depth: DepthAccumulator = field(default_factory=DepthAccumulator)
+    bench_all: BenchmarkAccumulator = field(default_factory=BenchmarkAccumulator)
+    bench_noc: BenchmarkAccumulator = field(default_factory=BenchmarkAccumulator)
     confusion: ConfusionMatrix | None = None
     dense_pixels: int = 0
     scored_pixels: int = 0
@@ -176,8 +191,10 @@ class _MethodState:
             self.has_disparity = True
             disp = np.asarray(pred.disparity, dtype=np.float32)
             self.all.update(disp, sample.disparity, sample.valid)
+            self.bench_all.update(disp, sample.disparity, sample.valid)
             if sample.noc is not None:
                 self.noc.update(disp, sample.disparity, sample.noc)
+                self.bench_noc.update(disp, sample.disparity, sample.noc)
             ok = np.isfinite(disp) & (disp > 0)
             self.dense_pixels += int(np.count_nonzero(ok & sample.valid))
             self.scored_pixels += int(np.count_nonzero(sample.valid))
@@ -202,6 +219,14 @@ class _MethodState:
                 None if self.confusion is None else self.confusion.to_dict(label_set.names)
             ),
             "depth": self.depth.compute() if self.has_disparity else None,
+            "benchmark": (
+                {
+                    "all": self.bench_all.compute(),
+                    "noc": self.bench_noc.compute() if self.bench_noc.count else None,
+                }
+                if self.has_disparity
+                else None
+            ),
             "runtime_ms": {
                 "mean": statistics.fmean(times) if times else math.nan,
                 "median": statistics.median(times) if times else math.nan,
@@ -472,6 +497,42 @@ def headline_table(report: Mapping[str, Any]) -> str:
     return _table(headers, rows.values())
 
 
+def benchmark_table(report: Mapping[str, Any]) -> str:
+    """Two-view benchmark table: one row per method and region (All, and NOC where scored)."""
+    bads = [f"bad{t:g}" for t in BENCHMARK_THRESHOLDS]
+    headers = ["Method", "Pixels"]
+    headers += ["EPE"] + [f"bad-{t:g}" for t in BENCHMARK_THRESHOLDS]
+    headers += ["EPE pred"] + [f"bad-{t:g} pred" for t in BENCHMARK_THRESHOLDS]
+    headers += ["density", "ms/img"]
+    rows = []
+    for name, m in report["methods"].items():
+        bench = m.get("benchmark") or {}
+        for region, label in (("all", "All"), ("noc", "NOC")):
+            b = bench.get(region)
+            if not b:
+                continue
+            dense, pred = b["dense"], b["predicted"]
+            rows.append(
+                [name, label, _fmt(dense["epe"])]
+                + [_fmt(dense[k]) for k in bads]
+                + [_fmt(pred["epe"])]
+                + [_fmt(pred[k]) for k in bads]
+                + [_fmt(b["density"]), _fmt(m["runtime_ms"]["mean"])]
+            )
+    return _table(headers, rows)
+
+
+BENCHMARK_NOTE = (
+    "Two-view benchmark figures. EPE in pixels; bad-k: % of pixels with error > k px. Dense "
+    "columns (EPE, bad-k): every ground-truth pixel of the region counts, a pixel without a "
+    "valid prediction as wrong (EPE: as if it predicted 0). `pred` columns: only the pixels "
+    "the method predicts. density: % of the region's ground-truth pixels with a valid "
+    "prediction. All: every pixel with ground truth; NOC: the non-occluded ones (mask0nocc.png "
+    "255), only where the data has the mask. ms/img: mean wall-clock time of one prediction "
+    "(after a warm-up)."
+)
+
+
 def markdown_report(report: Mapping[str, Any], title: str = "Evaluation") -> str:
     """``metrics.md``: headline table, per-class IoU and depth tables, all to 2 decimals."""
     methods = report["methods"]
@@ -483,6 +544,9 @@ def markdown_report(report: Mapping[str, Any], title: str = "Evaluation") -> str
             f"{report['num_images']} images evaluated, {report['num_skipped']} skipped.",
             "",
         ]
+    if report.get("two_view"):
+        parts += ["## Two-view benchmark", "", benchmark_table(report), "", BENCHMARK_NOTE, ""]
+        parts += ["## KITTI-style figures", ""]
     parts += [headline_table(report), ""]
     parts += [
         "EPE in pixels; bad-k: % of pixels with error > k px; D1: % with error > 3 px and > 5 % "
@@ -552,22 +616,45 @@ def markdown_report(report: Mapping[str, Any], title: str = "Evaluation") -> str
 # CLI
 # --------------------------------------------------------------------------------------------
 
-DATASETS = ("kitti2015", "cityscapes", "vkitti2")
+TWO_VIEW_DATASETS = ("middlebury", "eth3d")
+"""Two-view benchmark layouts (:mod:`stereo_semantic_ros.datasets.middlebury`)."""
+DATASETS = ("kitti2015", "cityscapes", "vkitti2", *TWO_VIEW_DATASETS)
 DEFAULT_WEIGHTS = Path("models/esp_joint_synthetic.pt")
-_DEFAULT_SPLITS = {"kitti2015": "training", "cityscapes": "val", "vkitti2": "all scenes"}
+_DEFAULT_SPLITS = {
+    "kitti2015": "training",
+    "cityscapes": "val",
+    "vkitti2": "all scenes",
+    "middlebury": "all scenes",
+    "eth3d": "all scenes",
+}
 
 
 class _UsageError(ValueError):
     """Bad command-line input; reported in one line with exit code 2."""
 
 
-def open_dataset(name: str, root: Path, split: str | None) -> Any:
+def open_dataset(name: str, root: Path | str, split: str | None) -> Any:
     """The evaluation data set (no augmentation) of ``name`` under ``root``.
 
     ``split``: kitti2015 ``training`` (default; our synthetic scenes are written there too) or
     ``testing``; cityscapes ``train``/``val`` (default)/``test``; vkitti2 a comma-separated list
-    of scenes (default: all).
+    of scenes (default: all); middlebury / eth3d a comma-separated list of scene directories
+    (default: all). ``root`` ``builtin:motorcycle`` is the Middlebury 2014 Motorcycle pair
+    scikit-image ships (any ``name`` of :data:`TWO_VIEW_DATASETS`; no download).
     """
+    from stereo_semantic_ros.datasets.middlebury import is_builtin
+
+    if is_builtin(root):
+        from stereo_semantic_ros.datasets.middlebury import open_builtin
+
+        if name not in TWO_VIEW_DATASETS:
+            raise _UsageError(f"{root} is a two-view pair: use --dataset middlebury (or none)")
+        return open_builtin(str(root))
+    if name in TWO_VIEW_DATASETS:
+        from stereo_semantic_ros.datasets.middlebury import TwoViewBenchmark
+
+        scenes = [s for s in split.split(",") if s] if split else None
+        return TwoViewBenchmark(root, name, scenes=scenes)
     if name == "kitti2015":
         from stereo_semantic_ros.datasets.kitti import Kitti2015
 
@@ -634,32 +721,46 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--weights",
         type=Path,
-        default=DEFAULT_WEIGHTS,
-        help=f"checkpoint of the network (default: {DEFAULT_WEIGHTS})",
+        default=None,
+        help=f"checkpoint of the network (default: the --params file's weights, else "
+        f"{DEFAULT_WEIGHTS})",
+    )
+    parser.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help="the node's parameter YAML (e.g. config/esp_joint.yaml): the network is built "
+        "from its architecture, weights (relative to models/), device, precision, "
+        "max_disparity and input_scale, as the node builds it; --weights, --device, "
+        "--precision and --input-scale override it",
     )
     parser.add_argument(
         "--data",
         type=Path,
         required=True,
-        help="data set root, e.g. data/synth_val (KITTI 2015 layout)",
+        help="data set root, e.g. data/synth_val (KITTI 2015 layout), a Middlebury/ETH3D "
+        "folder, or builtin:motorcycle (Middlebury 2014 Motorcycle from scikit-image)",
     )
     parser.add_argument(
         "--dataset",
         choices=DATASETS,
-        default="kitti2015",
-        help="on-disk layout of --data (default: kitti2015, which the synthetic generator writes)",
+        default=None,
+        help="on-disk layout of --data (default: kitti2015, which the synthetic generator "
+        "writes; middlebury for builtin: pairs)",
     )
     parser.add_argument(
         "--split",
         default=None,
         help="kitti2015: training|testing; cityscapes: train|val|test; "
-        "vkitti2: comma-separated scenes",
+        "vkitti2, middlebury, eth3d: comma-separated scenes",
     )
     parser.add_argument(
         "--baseline",
-        choices=("sgbm", "none"),
-        default="sgbm",
-        help="classical baseline row (default: sgbm)",
+        choices=("sgbm", "sgbm+fill", "none"),
+        default=None,
+        help="classical baseline rows: sgbm (StereoSGBM), sgbm+fill (StereoSGBM and "
+        "StereoSGBM+fill, its holes filled along rows) or none (default: sgbm+fill for "
+        "middlebury/eth3d, sgbm otherwise)",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("out/eval"), help="output directory (default: out/eval)"
@@ -667,13 +768,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-images", type=int, default=None, help="evaluate only the first N samples"
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
+    parser.add_argument(
+        "--device", default=None, help="auto, cpu, cuda or cuda:N (default: --params', else auto)"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "fp16", "bf16"),
+        default=None,
+        help="default: --params', else fp32 (half precisions fall back to fp32 on a CPU)",
+    )
     parser.add_argument(
         "--input-scale",
         type=float,
-        default=1.0,
-        help="resize factor of the pair before the network (default: 1.0)",
+        default=None,
+        help="resize factor of the pair before the network (default: --params', else 1.0)",
     )
     parser.add_argument(
         "--num-pictures", type=int, default=4, help="tiled PNGs to write (default: 4)"
@@ -689,8 +797,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="SGBM search range (multiple of 16); default: the split's largest "
-        "ground-truth disparity rounded up to a multiple of 16 (found by a "
-        "first pass over the split, which this option skips)",
+        "ground-truth disparity (and, for two-view data, ndisp - 1) rounded up to a multiple "
+        "of 16 (found by a first pass over the split, which this option skips)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -707,52 +815,56 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from stereo_semantic_ros.baselines import SgbmBaseline, disparity_range_for
-    from stereo_semantic_ros.checkpoint import CheckpointError
+    from stereo_semantic_ros.baselines import (
+        SgbmBaseline,
+        SgbmFilledBaseline,
+        disparity_range_for,
+    )
     from stereo_semantic_ros.datasets.base import DatasetError
+    from stereo_semantic_ros.datasets.middlebury import is_builtin
 
     if args.max_images is not None and args.max_images < 1:
         raise _UsageError(f"--max-images must be >= 1, got {args.max_images}")
-    if not args.data.is_dir():
+    builtin = is_builtin(args.data)
+    if args.dataset is None:
+        args.dataset = "middlebury" if builtin else "kitti2015"
+    two_view = args.dataset in TWO_VIEW_DATASETS
+    if args.baseline is None:
+        args.baseline = "sgbm+fill" if two_view else "sgbm"
+    if not builtin and not args.data.is_dir():
         raise _UsageError(f"data root {args.data} does not exist or is not a directory")
-    if not args.weights.is_file():
-        raise _UsageError(
-            f"weights file {args.weights} does not exist; pass --weights PATH to a checkpoint "
-            "written by stereo-semantic-train"
-        )
     try:
         dataset = open_dataset(args.dataset, args.data, args.split)
     except DatasetError as exc:
         raise _UsageError(str(exc)) from exc
-    try:
-        pipeline = StereoPipeline.from_checkpoint(
-            args.weights,
-            device=args.device,
-            precision=args.precision,
-            input_scale=args.input_scale,
-        )
-    except (CheckpointError, ValueError) as exc:
-        raise _UsageError(str(exc)) from exc
+    pipeline, weights_path = _build_pipeline(args)
     ours = PipelinePredictor(pipeline)
     label_set = CITYSCAPES_19  # every loader yields Cityscapes-19 train ids
     if tuple(pipeline.label_set.names) != tuple(label_set.names):
         raise _UsageError(
-            f"{args.weights} predicts label set {pipeline.label_set.name!r}, but the "
+            f"{weights_path} predicts label set {pipeline.label_set.name!r}, but the "
             f"{args.dataset} loader gives {label_set.name!r} train ids"
         )
     predictors: list[Predictor] = [ours]
     sgbm_range_source = None
-    if args.baseline == "sgbm":
+    if args.baseline in ("sgbm", "sgbm+fill"):
         if args.sgbm_disparity_range is not None:
             sgbm_range, sgbm_range_source = args.sgbm_disparity_range, "--sgbm-disparity-range"
         else:
             top = max_gt_disparity(dataset, args.max_images)
-            sgbm_range = disparity_range_for(top)
             sgbm_range_source = f"largest ground-truth disparity of the split: {top:.2f} px"
+            ndisp = max_ndisp(dataset, args.max_images) if two_view else 0
+            if ndisp:
+                sgbm_range_source += f"; largest ndisp of the split: {ndisp:g} px"
+                top = max(top, float(ndisp) - 1.0)
+            sgbm_range = disparity_range_for(top)
         try:
-            predictors.append(SgbmBaseline(disparity_range=sgbm_range))
+            sgbm = SgbmBaseline(disparity_range=sgbm_range)
         except ValueError as exc:
             raise _UsageError(str(exc)) from exc
+        predictors.append(sgbm)
+        if args.baseline == "sgbm+fill":
+            predictors.append(SgbmFilledBaseline(sgbm))
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -772,9 +884,19 @@ def _run(args: argparse.Namespace) -> int:
         "split": args.split or _DEFAULT_SPLITS[args.dataset],
         "size": len(dataset),
     }
-    report["weights"] = _weights_info(args.weights, pipeline)
+    report["two_view"] = two_view
+    report["weights"] = (
+        _weights_info(weights_path, pipeline) if weights_path is not None else {"path": None}
+    )
+    report["network"] = {
+        "max_disparity": pipeline.max_disparity,
+        "input_scale": pipeline.input_scale,
+        "params": None if args.params is None else str(args.params),
+    }
     if sgbm_range_source is not None:
-        report["methods"]["StereoSGBM"]["info"]["disparity_range_source"] = sgbm_range_source
+        for name in ("StereoSGBM", "StereoSGBM+fill"):
+            if name in report["methods"]:
+                report["methods"][name]["info"]["disparity_range_source"] = sgbm_range_source
     report["command"] = " ".join(["stereo-semantic-eval", *_argv_of(args)])
 
     json_path = out / "metrics.json"
@@ -782,7 +904,10 @@ def _run(args: argparse.Namespace) -> int:
     json_path.write_text(json.dumps(_jsonable(report), indent=2, allow_nan=False) + "\n")
     md_path.write_text(markdown_report(report, title=f"Evaluation on {args.data}"))
 
-    print(headline_table(report))
+    if two_view:
+        print(benchmark_table(report))
+    else:
+        print(headline_table(report))
     print()
     print(f"evaluated {report['num_images']} images, skipped {report['num_skipped']}")
     for s in report["skipped"]:
@@ -792,6 +917,65 @@ def _run(args: argparse.Namespace) -> int:
     for p in report["pictures"]:
         print(f"picture:  {p}")
     return 0
+
+
+def _build_pipeline(args: argparse.Namespace) -> tuple[StereoPipeline, Path | None]:
+    """The network as ``--params`` (the node's YAML) and the explicit options describe it."""
+    from stereo_semantic_ros.checkpoint import CheckpointError
+
+    if args.params is None:
+        weights = args.weights if args.weights is not None else DEFAULT_WEIGHTS
+        if not weights.is_file():
+            raise _UsageError(
+                f"weights file {weights} does not exist; pass --weights PATH to a checkpoint "
+                "written by stereo-semantic-train"
+            )
+        try:
+            pipeline = StereoPipeline.from_checkpoint(
+                weights,
+                device=args.device or "auto",
+                precision=args.precision or "fp32",
+                input_scale=1.0 if args.input_scale is None else args.input_scale,
+            )
+        except (CheckpointError, ValueError) as exc:
+            raise _UsageError(str(exc)) from exc
+        return pipeline, weights
+    from stereo_semantic_ros.ros.settings import NodeSettings
+
+    try:
+        settings = NodeSettings.from_yaml(args.params)
+        changes: dict[str, Any] = {}
+        if args.weights is not None:
+            changes["weights"] = str(args.weights.resolve())
+        for key in ("device", "precision", "input_scale"):
+            if getattr(args, key) is not None:
+                changes[key] = getattr(args, key)
+        settings = settings.updated(**changes)
+        weights_path = settings.weights_path()
+        if weights_path is not None and not weights_path.is_file():
+            raise _UsageError(f"weights file {weights_path} (from {args.params}) does not exist")
+        pipeline = settings.build_pipeline()
+    except (CheckpointError, ValueError, OSError) as exc:
+        raise _UsageError(f"{args.params}: {exc}") from exc
+    return pipeline, weights_path
+
+
+def max_ndisp(dataset: Any, max_images: int | None = None) -> float:
+    """Largest ``ndisp`` (the benchmarks' stated disparity bound) of the first samples' meta;
+    0 when none states one."""
+    top = 0.0
+    records = getattr(dataset, "records", None)
+    if records is not None:
+        for record in records[:max_images]:
+            top = max(top, float(record.extra.get("ndisp", 0) or 0))
+        if top or not hasattr(dataset, "pair"):
+            return top
+    for count, (_, sample, _) in enumerate(_iterate(dataset)):
+        if max_images is not None and count >= max_images:
+            break
+        if sample is not None:
+            top = max(top, float(sample.meta.get("ndisp", 0) or 0))
+    return top
 
 
 def _argv_of(args: argparse.Namespace) -> list[str]:

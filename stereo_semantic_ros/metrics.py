@@ -24,10 +24,13 @@ import numpy as np
 from stereo_semantic_ros.labels import IGNORE_LABEL
 
 __all__ = [
+    "BENCHMARK_THRESHOLDS",
+    "BenchmarkAccumulator",
     "ConfusionMatrix",
     "DepthAccumulator",
     "DisparityAccumulator",
     "MetricInputError",
+    "benchmark_disparity_metrics",
     "depth_metrics",
     "disparity_metrics",
 ]
@@ -154,6 +157,90 @@ class DisparityAccumulator:
 
     def reset(self) -> None:
         self._sums[:] = 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Disparity, two-view benchmark style (Middlebury / ETH3D)
+# --------------------------------------------------------------------------------------------
+
+BENCHMARK_THRESHOLDS = (0.5, 1.0, 2.0, 4.0)
+"""Error thresholds (px) of the Middlebury / ETH3D "bad-k" figures."""
+
+
+def _bad_key(threshold: float) -> str:
+    return f"bad{threshold:g}"
+
+
+def _benchmark_sums(
+    pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None, thresholds: Sequence[float]
+) -> np.ndarray:
+    pred = np.asarray(pred)
+    gt = np.asarray(gt)
+    mask = _as_mask(valid, gt.shape)
+    _check_same_shape(pred=pred, gt=gt, valid=mask)
+    mask = mask & np.isfinite(gt)
+    p = pred[mask].astype(np.float64)
+    g = gt[mask].astype(np.float64)
+    has = np.isfinite(p) & (p > 0)
+    err = np.abs(np.where(has, p, 0.0) - g)
+    sums = [float(g.size), float(np.count_nonzero(has)), err.sum(), err[has].sum()]
+    sums += [np.count_nonzero((err > t) | ~has) for t in thresholds]
+    sums += [np.count_nonzero((err > t) & has) for t in thresholds]
+    return np.asarray(sums, dtype=np.float64)
+
+
+def _benchmark_from_sums(sums: np.ndarray, thresholds: Sequence[float]) -> dict[str, object]:
+    n, n_pred, abs_dense, abs_pred = (float(v) for v in sums[:4])
+    k = len(thresholds)
+    dense: dict[str, float] = {"epe": _ratio(abs_dense, n), "n": n}
+    predicted: dict[str, float] = {"epe": _ratio(abs_pred, n_pred), "n": n_pred}
+    for i, t in enumerate(thresholds):
+        dense[_bad_key(t)] = 100.0 * _ratio(float(sums[4 + i]), n)
+        predicted[_bad_key(t)] = 100.0 * _ratio(float(sums[4 + k + i]), n_pred)
+    return {"dense": dense, "predicted": predicted, "density": 100.0 * _ratio(n_pred, n)}
+
+
+def benchmark_disparity_metrics(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    valid: np.ndarray | None = None,
+    thresholds: Sequence[float] = BENCHMARK_THRESHOLDS,
+) -> dict[str, object]:
+    """Middlebury / ETH3D style disparity figures of one image, dense and on predicted pixels.
+
+    A prediction is valid where it is finite and > 0 (the package's "no answer" is -1).
+
+    Returns:
+        ``dense``: every scored pixel counts, one without a valid prediction as wrong for every
+        ``bad-k`` and with error ``|gt|`` in the EPE (as :func:`disparity_metrics`);
+        ``predicted``: only the scored pixels the method predicts (the sparse view of SGBM);
+        each ``{"epe", "bad0.5", "bad1", "bad2", "bad4", "n"}`` (px, %, pixel count);
+        ``density``: % of scored pixels with a valid prediction.
+    """
+    return _benchmark_from_sums(_benchmark_sums(pred, gt, valid, thresholds), thresholds)
+
+
+class BenchmarkAccumulator:
+    """Pixel-weighted :func:`benchmark_disparity_metrics` over many images."""
+
+    def __init__(self, thresholds: Sequence[float] = BENCHMARK_THRESHOLDS) -> None:
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self._sums = np.zeros(4 + 2 * len(self.thresholds), dtype=np.float64)
+
+    def update(
+        self, pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None
+    ) -> dict[str, object]:
+        sums = _benchmark_sums(pred, gt, valid, self.thresholds)
+        self._sums += sums
+        return _benchmark_from_sums(sums, self.thresholds)
+
+    def compute(self) -> dict[str, object]:
+        return _benchmark_from_sums(self._sums, self.thresholds)
+
+    @property
+    def count(self) -> int:
+        """Scored pixels so far."""
+        return int(self._sums[0])
 
 
 # --------------------------------------------------------------------------------------------
