@@ -254,3 +254,41 @@ def test_eval_cli_refuses_builtin_with_a_kitti_layout(tmp_path, tiny_weights, ca
     args += ["--dataset", "kitti2015", "--out", str(tmp_path), "--no-progress"]
     assert main(args) == 2
     assert "two-view pair" in capsys.readouterr().err
+
+
+# --- make-bag and training accept the type ----------------------------------------------------
+
+
+def test_make_bag_from_a_two_view_folder(tmp_path, capsys):
+    from stereo_semantic_ros.bagtools.make_bag import main as make_bag
+
+    out = tmp_path / "bag"
+    args = ["--out", str(out), "--source", "eth3d", "--data", str(FIXTURE / "eth3d")]
+    assert make_bag([*args, "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 frames of 48x36" in printed and "/ground_truth/disparity      1 msgs" in printed
+    assert (
+        make_bag(
+            [
+                "--out",
+                str(tmp_path / "b2"),
+                "--source",
+                "builtin:motorcycle",
+                "--data",
+                str(FIXTURE),
+            ]
+        )
+        == 2
+    )
+    assert "needs no --data" in capsys.readouterr().err
+
+
+def test_training_opens_two_view_folders_but_never_a_builtin_pair():
+    from stereo_semantic_ros.training.config import DATASET_TYPES, ConfigError
+    from stereo_semantic_ros.training.data import open_dataset
+
+    assert {"middlebury", "eth3d"} <= set(DATASET_TYPES)
+    ds = open_dataset("middlebury", FIXTURE / "middlebury", None)
+    assert isinstance(ds, TwoViewBenchmark) and ds[0].disparity is not None
+    with pytest.raises(ConfigError, match="evaluation pair"):
+        open_dataset("middlebury", "builtin:motorcycle", None)

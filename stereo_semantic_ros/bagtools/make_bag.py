@@ -41,7 +41,8 @@ from stereo_semantic_ros.bagtools.bagio import (
 )
 from stereo_semantic_ros.datasets.sample import StereoSample
 
-SOURCES = ("synthetic", "kitti2015", "cityscapes", "vkitti2")
+SOURCES = ("synthetic", "kitti2015", "cityscapes", "vkitti2", "middlebury", "eth3d")
+BUILTIN_MOTORCYCLE = "builtin:motorcycle"
 DEFAULT_FRAME_ID = "left_camera_optical_frame"
 DEFAULT_START_S = 1_700_000_000.0
 """Stamp of the first frame (2023-11-14T22:13:20Z): fixed, so the same command makes the same
@@ -256,15 +257,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="bag directory to create")
     p.add_argument(
         "--source",
-        choices=SOURCES,
+        choices=(*SOURCES, BUILTIN_MOTORCYCLE),
         default="synthetic",
-        help="where the frames come from (default: synthetic)",
+        help="where the frames come from (default: synthetic); builtin:motorcycle is the "
+        "Middlebury 2014 Motorcycle pair scikit-image ships (no --data, no download)",
     )
-    p.add_argument("--data", type=Path, help="dataset root (for kitti2015, cityscapes, vkitti2)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="dataset root (for kitti2015, cityscapes, vkitti2, middlebury, eth3d); "
+        "builtin:motorcycle also works here with --source middlebury",
+    )
     p.add_argument(
         "--split",
         help="dataset split (kitti2015: training; cityscapes: val; "
-        "vkitti2: comma-separated scenes)",
+        "vkitti2, middlebury, eth3d: comma-separated scenes)",
     )
     p.add_argument("--count", type=int, default=20, help="frames to write (default: 20)")
     p.add_argument(
@@ -321,6 +328,10 @@ def main(argv: list[str] | None = None) -> int:
             height = args.height or 160
             samples: Iterator = synthetic_samples(width, height, args.seed)
         else:
+            if args.source == BUILTIN_MOTORCYCLE:
+                if args.data is not None:
+                    raise MakeBagError(f"--source {args.source} needs no --data")
+                args.source, args.data = "middlebury", Path(BUILTIN_MOTORCYCLE)
             if args.data is None:
                 raise MakeBagError(f"--source {args.source} needs --data ROOT (the dataset root)")
             if (args.width is None) != (args.height is None):

@@ -20,7 +20,7 @@ import yaml
 from stereo_semantic_ros.losses import WEIGHTINGS
 from stereo_semantic_ros.networks import get_model_builder
 
-DATASET_TYPES = ("synthetic", "kitti2015", "cityscapes", "vkitti2")
+DATASET_TYPES = ("synthetic", "kitti2015", "cityscapes", "vkitti2", "middlebury", "eth3d")
 TASKS = ("disparity", "segmentation")
 SEG_WARP_DISPARITIES = ("ground_truth", "predicted")
 
@@ -71,8 +71,10 @@ class DataConfig:
     """``data:`` -- where the training samples come from and how they are augmented.
 
     ``type``: synthetic (our generator's KITTI-layout output, with right-view ground truth so
-    mirroring works), kitti2015, cityscapes or vkitti2. ``split``: kitti2015 ``training``,
-    cityscapes ``train``, vkitti2 a list of scenes. ``file_list``: kitti2015/synthetic only,
+    mirroring works), kitti2015, cityscapes, vkitti2, or a user's own Middlebury / ETH3D
+    layout folder (middlebury, eth3d: disparity only, no labels, so a disparity-only recipe).
+    ``split``: kitti2015 ``training``, cityscapes ``train``, vkitti2 / middlebury / eth3d a
+    list of scenes. ``file_list``: kitti2015/synthetic only,
     a list of scenes (path relative to ``root``), e.g. the generator's ``train.txt`` /
     ``val.txt``. ``indices``: keep these sample positions (a list or a ``"start:stop"``
     range). ``crop``: ``[height, width]`` training crop, multiples of 8. ``augment``:

@@ -89,6 +89,14 @@ def open_dataset(
 
         scenes = [split] if isinstance(split, str) else split
         return VirtualKitti2(root, scenes=scenes, augment=augment)
+    if kind in ("middlebury", "eth3d"):
+        from stereo_semantic_ros.datasets.middlebury import TwoViewBenchmark, is_builtin
+
+        if is_builtin(root):
+            # the pairs that ship with a dependency are real test data, never training data
+            raise ConfigError(f"{root} is an evaluation pair; it cannot be used for training")
+        scenes = [split] if isinstance(split, str) else split
+        return TwoViewBenchmark(root, kind, scenes=scenes, augment=augment)
     raise ConfigError(f"unknown dataset type {kind!r}; choose one of {', '.join(DATASET_TYPES)}")
 
 
