@@ -14,7 +14,9 @@ disparities, masks, labels, depth, calibration) so the ground truth stays exact:
   disparity is the flipped RIGHT-view disparity. So mirror needs ``right_disparity`` and is
   skipped for samples without it (real KITTI, Cityscapes). The right view's NOC mask comes
   from a left-right consistency check, its labels from ``meta["right_labels"]`` when the
-  source has them, else from the left labels carried along the right disparity.
+  source has them, else from the left labels carried along the right disparity. The new left
+  camera is the old right one: its principal point is the mirrored ``cx_right``, and
+  ``doffs = cx_right - cx_left`` keeps its value (as it does under a crop).
 * **crop**: a random window of a fixed size (multiples of 8 for the networks' strides); the
   image is first scaled up just enough when it is smaller than the crop.
 * **photometric**: one per-channel gain (colour), brightness shift, contrast about the
@@ -22,6 +24,29 @@ disparities, masks, labels, depth, calibration) so the ground truth stays exact:
   optional small extra per-channel gain on the right view (``asymmetric``) imitates two
   cameras' different exposure. Gaussian noise is drawn independently per view, as sensor
   noise is -- the same noise pattern on both views would be a fake zero-disparity texture.
+
+For transfer from synthetic to real pairs (the ``transfer`` preset, :meth:`Augmentor.for_transfer`;
+every one of these is off in ``default``, which draws exactly as before they existed):
+
+* **stretch**: the scale factor is multiplied by independent x and y factors, so the aspect
+  ratio changes; disparity (and ``fx``, ``doffs``) scale by the x factor only, ``fy`` and ``cy``
+  by the y factor. With a wide ``min_scale..max_scale`` one scene shows many disparity ranges.
+* **per-view photometric**: with ``per_view_photometric_prob`` the right view gets its own
+  colour / brightness / contrast / gamma draw (two real cameras never respond alike), and with
+  ``per_view_noise_prob`` its own noise level.
+* **blur**: a Gaussian blur of random sigma, decided and drawn independently per view (focus,
+  motion and lens softness differ between two real cameras; renderers are sharp).
+* **vertical shift**: the right image alone moves by a sub-pixel amount (bilinear); the ground
+  truth is unchanged because the shift imitates an imperfect real rectification, which leaves
+  matches a fraction of a pixel off the row. The default limit of 0.5 px is the order of a good
+  calibration's reprojection error; a pair more than a pixel off is a broken calibration the
+  node should not be trained to hide, and a row-only search would still find it (1D).
+* **eraser** (CREStereo, RAFT-Stereo): 1..N rectangles of the right image are filled with the
+  right image's mean colour. The left ground truth is unchanged: a left pixel whose match falls
+  in a patch has no photometric evidence, exactly as if an object occluded it in the right view.
+
+Order: mirror -> scale/stretch -> crop -> vertical shift -> eraser -> blur -> photometric + noise
+(an occluder is in the scene; optics blur before the sensor's response and noise).
 
 Disparity follows :mod:`stereo_semantic_ros.calibration` (left ``u`` matches right ``u - d``).
 """
@@ -40,6 +65,8 @@ from stereo_semantic_ros.datasets.sample import StereoSample
 from stereo_semantic_ros.labels import IGNORE_LABEL
 
 _DENSE_FIELDS = ("disparity", "valid", "noc", "labels", "depth", "right_disparity")
+PRESETS = ("default", "transfer")
+"""Named augmentations a recipe's ``data.augment:`` may give (besides ``none`` and a mapping)."""
 
 
 def _map_dense(
@@ -176,7 +203,9 @@ def mirror_sample(sample: StereoSample) -> StereoSample:
     return StereoSample(
         left=flip(sample.right),
         right=flip(sample.left),
-        calib=replace(sample.calib, cx=(w - 1) - sample.calib.cx),
+        # the new left camera is the old right one, flipped: its principal point is the old
+        # right camera's, mirrored; doffs = cx_right - cx_left stays as it was
+        calib=replace(sample.calib, cx=(w - 1) - sample.calib.cx_right),
         disparity=flip(d_right).astype(np.float32),
         valid=flip(right_valid),
         noc=flip(right_noc),
@@ -188,6 +217,44 @@ def mirror_sample(sample: StereoSample) -> StereoSample:
     )
 
 
+def shift_right_vertically(sample: StereoSample, dy: float) -> StereoSample:
+    """Move the right image's content down by ``dy`` pixels (bilinear, border replicated).
+
+    Right pixel ``(x, y)`` afterwards shows what ``(x, y - dy)`` showed. Everything else --
+    the left image, every ground truth array and the calibration -- is unchanged: the shift
+    imitates a rectification error the ground truth does not know about.
+    """
+    if dy == 0:
+        return sample
+    h, w = sample.size
+    matrix = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, float(dy)]], dtype=np.float64)
+    right = cv2.warpAffine(
+        sample.right, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    return replace(sample, right=right)
+
+
+def erase_patches(
+    image: np.ndarray, boxes: list[tuple[int, int, int, int]], colour: np.ndarray | None = None
+) -> np.ndarray:
+    """A copy of ``image`` with each ``(top, left, height, width)`` box filled with ``colour``
+    (default: the image's mean colour, rounded), the eraser of CREStereo / RAFT-Stereo."""
+    if colour is None:
+        colour = np.rint(image.reshape(-1, image.shape[-1]).mean(axis=0))
+    out = image.copy()
+    fill = np.asarray(colour).astype(image.dtype)
+    for top, left, height, width in boxes:
+        out[top : top + height, left : left + width] = fill
+    return out
+
+
+def blur_image(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of std ``sigma`` pixels (kernel from sigma, reflected border); 0 = copy."""
+    if sigma <= 0:
+        return image.copy()
+    return cv2.GaussianBlur(image, (0, 0), float(sigma), borderType=cv2.BORDER_REFLECT_101)
+
+
 @dataclass(frozen=True)
 class Photometric:
     """One draw of the photometric parameters for a pair.
@@ -196,6 +263,9 @@ class Photometric:
     ``contrast``: factor about ``pivot`` (the pair's mean grey); ``gamma``: exponent on
     [0, 1]-scaled intensities; ``right_gain``: (3,) extra factors for the right view only
     (1 = identical views); ``noise_std``: std of the Gaussian noise in grey levels.
+    ``right_view``: the right view's own draw (its gain, brightness, contrast and gamma are
+    used for the right image, ``right_gain`` still multiplies), None = the left view's.
+    ``right_noise_std``: the right view's own noise std, None = ``noise_std``.
     """
 
     gain: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -204,6 +274,8 @@ class Photometric:
     gamma: float = 1.0
     right_gain: tuple[float, float, float] = (1.0, 1.0, 1.0)
     noise_std: float = 0.0
+    right_view: Photometric | None = None
+    right_noise_std: float | None = None
 
 
 def adjust_image(
@@ -226,15 +298,28 @@ def adjust_image(
 def photometric_pair(
     left: np.ndarray, right: np.ndarray, params: Photometric, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Apply one :class:`Photometric` draw to both views; returns (H, W, 3) uint8 images."""
+    """Apply one :class:`Photometric` draw to both views; returns (H, W, 3) uint8 images.
+
+    The contrast pivot of a view is the pair's mean grey after that view's gain and brightness.
+    """
     gain = np.asarray(params.gain, dtype=np.float32)
     grey = np.float32(0.5) * (left.mean(axis=(0, 1)) + right.mean(axis=(0, 1)))
     pivot = float(np.mean(grey * gain) + params.brightness)
+    rp, right_gain, right_pivot = params, gain, pivot
+    if params.right_view is not None:
+        rp = params.right_view
+        right_gain = np.asarray(rp.gain, dtype=np.float32)
+        right_pivot = float(np.mean(grey * right_gain) + rp.brightness)
+    right_noise = params.noise_std if params.right_noise_std is None else params.right_noise_std
+    views = (
+        (left, gain, params, pivot, params.noise_std),
+        (right, right_gain * np.asarray(params.right_gain), rp, right_pivot, right_noise),
+    )
     out = []
-    for image, view_gain in ((left, gain), (right, gain * np.asarray(params.right_gain))):
-        x = adjust_image(image, view_gain, params.brightness, params.contrast, pivot, params.gamma)
-        if params.noise_std > 0:
-            x = x + rng.normal(0.0, params.noise_std, size=x.shape).astype(np.float32)
+    for image, view_gain, p, view_pivot, noise_std in views:
+        x = adjust_image(image, view_gain, p.brightness, p.contrast, view_pivot, p.gamma)
+        if noise_std > 0:
+            x = x + rng.normal(0.0, noise_std, size=x.shape).astype(np.float32)
         out.append(np.clip(np.rint(x), 0, 255).astype(np.uint8))
     return out[0], out[1]
 
@@ -242,7 +327,11 @@ def photometric_pair(
 @dataclass(kw_only=True)
 class Augmentor:
     """Random training augmentation of :class:`StereoSample` s, in the order
-    mirror -> scale -> crop -> photometric.
+    mirror -> scale (stretch) -> crop -> vertical shift -> eraser -> blur -> photometric.
+
+    Every field is a key of a recipe's ``data.augment:`` mapping. The fields after
+    ``photometric_prob`` are the synthetic-to-real ones (module docstring); each is off (its
+    probability 0) unless set, and draws nothing from ``rng`` while off.
 
     Attributes:
         rng: the random stream; seed it for reproducible runs (``np.random.default_rng(0)``).
@@ -258,6 +347,22 @@ class Augmentor:
         color: per-channel gain drawn from [1 - color, 1 + color].
         asymmetric: extra per-channel right-view gain from [1 - a, 1 + a]; 0 = identical views.
         photometric_prob: probability of the photometric changes (noise included).
+        per_view_photometric_prob: probability (within a photometric draw) that the right view
+            gets its own colour, brightness, contrast and gamma draw from the same ranges.
+        per_view_noise_prob: probability (within a photometric draw) that the right view's
+            noise std is drawn on its own from [0, noise_std] (else both views share one std;
+            the noise samples are independent per view either way).
+        stretch_prob: probability of stretching: the x and y scale factors are each multiplied
+            by a factor drawn log-uniformly from [1 / (1 + max_stretch), 1 + max_stretch].
+        max_stretch: the stretch range (>= 0).
+        blur_prob: probability, decided per view, of a Gaussian blur.
+        blur_min_sigma, blur_max_sigma: the blur std range in pixels, drawn uniformly per view.
+        vshift_prob: probability of shifting the right image vertically.
+        max_vshift: the shift is drawn uniformly from [-max_vshift, max_vshift] pixels.
+        eraser_prob: probability of erasing patches of the right image.
+        eraser_max_count: 1..eraser_max_count patches (uniform).
+        eraser_min_size, eraser_max_size: a patch's height and width, each a fraction of the
+            image's height and width drawn uniformly from this range, in (0, 1].
     """
 
     rng: np.random.Generator = field(repr=False)
@@ -273,6 +378,19 @@ class Augmentor:
     color: float = 0.0
     asymmetric: float = 0.0
     photometric_prob: float = 1.0
+    per_view_photometric_prob: float = 0.0
+    per_view_noise_prob: float = 0.0
+    stretch_prob: float = 0.0
+    max_stretch: float = 0.15
+    blur_prob: float = 0.0
+    blur_min_sigma: float = 0.4
+    blur_max_sigma: float = 1.5
+    vshift_prob: float = 0.0
+    max_vshift: float = 0.5
+    eraser_prob: float = 0.0
+    eraser_max_count: int = 3
+    eraser_min_size: float = 0.08
+    eraser_max_size: float = 0.25
 
     def __post_init__(self) -> None:
         if not isinstance(self.rng, np.random.Generator):
@@ -292,15 +410,40 @@ class Augmentor:
             raise ValueError(
                 f"need 0 < min_scale <= max_scale, got {self.min_scale}, {self.max_scale}"
             )
-        for name in ("scale_prob", "mirror_prob", "photometric_prob"):
+        for name in (
+            "scale_prob",
+            "mirror_prob",
+            "photometric_prob",
+            "per_view_photometric_prob",
+            "per_view_noise_prob",
+            "stretch_prob",
+            "blur_prob",
+            "vshift_prob",
+            "eraser_prob",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("noise_std", "brightness", "gamma"):
+        for name in ("noise_std", "brightness", "gamma", "max_stretch", "max_vshift"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("contrast", "color", "asymmetric"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.blur_min_sigma <= self.blur_max_sigma:
+            raise ValueError(
+                f"need 0 <= blur_min_sigma <= blur_max_sigma, got "
+                f"{self.blur_min_sigma}, {self.blur_max_sigma}"
+            )
+        if not 0.0 < self.eraser_min_size <= self.eraser_max_size <= 1.0:
+            raise ValueError(
+                f"need 0 < eraser_min_size <= eraser_max_size <= 1, got "
+                f"{self.eraser_min_size}, {self.eraser_max_size}"
+            )
+        if int(self.eraser_max_count) != self.eraser_max_count or self.eraser_max_count < 1:
+            raise ValueError(
+                f"eraser_max_count must be an integer >= 1, got {self.eraser_max_count}"
+            )
+        self.eraser_max_count = int(self.eraser_max_count)
 
     @classmethod
     def for_training(cls, crop_size: tuple[int, int] | None, rng: np.random.Generator) -> Augmentor:
@@ -321,6 +464,45 @@ class Augmentor:
             photometric_prob=0.9,
         )
 
+    @classmethod
+    def for_transfer(cls, crop_size: tuple[int, int] | None, rng: np.random.Generator) -> Augmentor:
+        """The ``transfer`` preset: the training defaults plus everything that helps a network
+        trained on synthetic pairs work on real cameras (module docstring): a wider scale range
+        (0.6..1.6) with stretching, per-view photometric draws and noise levels, per-view blur,
+        a sub-pixel vertical shift of the right view and the right-view eraser."""
+        return replace(
+            cls.for_training(crop_size, rng),
+            min_scale=0.6,
+            max_scale=1.6,
+            per_view_photometric_prob=0.5,
+            per_view_noise_prob=0.5,
+            stretch_prob=0.5,
+            max_stretch=0.15,
+            blur_prob=0.3,
+            blur_min_sigma=0.4,
+            blur_max_sigma=1.5,
+            vshift_prob=0.5,
+            max_vshift=0.5,
+            eraser_prob=0.5,
+            eraser_max_count=3,
+            eraser_min_size=0.08,
+            eraser_max_size=0.25,
+        )
+
+    @classmethod
+    def preset(
+        cls, name: str, crop_size: tuple[int, int] | None, rng: np.random.Generator
+    ) -> Augmentor:
+        """The named preset (``PRESETS``): ``default`` = :meth:`for_training`, ``transfer`` =
+        :meth:`for_transfer`."""
+        if name == "default":
+            return cls.for_training(crop_size, rng)
+        if name == "transfer":
+            return cls.for_transfer(crop_size, rng)
+        raise ValueError(
+            f"unknown augmentation preset {name!r}; choose one of {', '.join(PRESETS)}"
+        )
+
     def reseed(self, seed: int) -> None:
         """Restart the random stream (used per DataLoader worker)."""
         self.rng = np.random.default_rng(seed)
@@ -336,7 +518,37 @@ class Augmentor:
             gamma=float(np.exp(u(-log_gamma, log_gamma))),
             right_gain=tuple(float(g) for g in 1.0 + u(-self.asymmetric, self.asymmetric, size=3)),
             noise_std=float(u(0.0, self.noise_std)),
+            **self._draw_right_view(),
         )
+
+    def _draw_right_view(self) -> dict[str, object]:
+        """The right view's own draws (nothing is drawn while their probabilities are 0)."""
+        u = self.rng.uniform
+        extra: dict[str, object] = {}
+        p_view = self.per_view_photometric_prob
+        if p_view > 0 and self.rng.random() < p_view:
+            log_gamma = np.log1p(self.gamma)
+            extra["right_view"] = Photometric(
+                gain=tuple(float(g) for g in 1.0 + u(-self.color, self.color, size=3)),
+                brightness=float(u(-self.brightness, self.brightness)),
+                contrast=float(1.0 + u(-self.contrast, self.contrast)),
+                gamma=float(np.exp(u(-log_gamma, log_gamma))),
+            )
+        if self.per_view_noise_prob > 0 and self.rng.random() < self.per_view_noise_prob:
+            extra["right_noise_std"] = float(u(0.0, self.noise_std))
+        return extra
+
+    def draw_eraser_boxes(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
+        """1..eraser_max_count (top, left, height, width) boxes inside a height x width image."""
+        rng = self.rng
+        boxes = []
+        for _ in range(int(rng.integers(1, self.eraser_max_count + 1))):
+            bh = max(1, round(rng.uniform(self.eraser_min_size, self.eraser_max_size) * height))
+            bw = max(1, round(rng.uniform(self.eraser_min_size, self.eraser_max_size) * width))
+            top = int(rng.integers(0, height - bh + 1))
+            left = int(rng.integers(0, width - bw + 1))
+            boxes.append((top, left, bh, bw))
+        return boxes
 
     def __call__(self, sample: StereoSample) -> StereoSample:
         rng = self.rng
@@ -353,11 +565,21 @@ class Augmentor:
         if self.max_scale != 1.0 or self.min_scale != 1.0:
             if rng.random() < self.scale_prob:
                 factor = float(np.exp(rng.uniform(np.log(self.min_scale), np.log(self.max_scale))))
-        if self.crop_size is not None:
-            # Scale up just enough when the image would be smaller than the crop.
-            factor = max(factor, self.crop_size[0] / h, self.crop_size[1] / w)
-        if factor != 1.0:
-            sample = scale_sample(sample, factor)
+        stretch = None
+        if self.stretch_prob > 0 and self.max_stretch > 0 and rng.random() < self.stretch_prob:
+            log_stretch = np.log1p(self.max_stretch)
+            stretch = np.exp(rng.uniform(-log_stretch, log_stretch, size=2))
+        if stretch is None:
+            if self.crop_size is not None:
+                # Scale up just enough when the image would be smaller than the crop.
+                factor = max(factor, self.crop_size[0] / h, self.crop_size[1] / w)
+            if factor != 1.0:
+                sample = scale_sample(sample, factor)
+        else:
+            fx, fy = factor * float(stretch[0]), factor * float(stretch[1])
+            if self.crop_size is not None:  # per axis: at least the crop
+                fy, fx = max(fy, self.crop_size[0] / h), max(fx, self.crop_size[1] / w)
+            sample = resize_sample(sample, max(1, round(h * fy)), max(1, round(w * fx)))
 
         if self.crop_size is not None:
             ch, cw = self.crop_size
@@ -365,6 +587,23 @@ class Augmentor:
             top = int(rng.integers(0, h - ch + 1))
             left = int(rng.integers(0, w - cw + 1))
             sample = crop_sample(sample, top, left, ch, cw)
+
+        if self.vshift_prob > 0 and self.max_vshift > 0 and rng.random() < self.vshift_prob:
+            sample = shift_right_vertically(
+                sample, float(rng.uniform(-self.max_vshift, self.max_vshift))
+            )
+        if self.eraser_prob > 0 and rng.random() < self.eraser_prob:
+            h, w = sample.size
+            boxes = self.draw_eraser_boxes(h, w)
+            sample = replace(sample, right=erase_patches(sample.right, boxes))
+        if self.blur_prob > 0 and self.blur_max_sigma > 0:
+            views = []
+            for image in (sample.left, sample.right):
+                if rng.random() < self.blur_prob:
+                    sigma = float(rng.uniform(self.blur_min_sigma, self.blur_max_sigma))
+                    image = blur_image(image, sigma)
+                views.append(image)
+            sample = replace(sample, left=views[0], right=views[1])
 
         if rng.random() < self.photometric_prob and self._has_photometric():
             left_img, right_img = photometric_pair(

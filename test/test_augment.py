@@ -298,3 +298,15 @@ def test_default_preset_draws_as_before(seed: int, crop: tuple[int, int] | None)
     second = aug(shifted_pair(h=24, w=56, d=5, seed=seed + 10))
     got = (_sample_digest(first), _sample_digest(second), float(aug.rng.random()))
     assert got == DEFAULT_DRAWS[(seed, crop)]
+
+
+def test_default_recipe_builds_the_default_preset() -> None:
+    from stereo_semantic_ros.training.config import DataConfig
+    from stereo_semantic_ros.training.data import build_augmentor
+
+    for augment in ("default", {}):
+        aug = build_augmentor(DataConfig(root="x", crop=[16, 32], augment=augment), 1)
+        first = aug(shifted_pair(h=24, w=56, d=5, seed=1))
+        second = aug(shifted_pair(h=24, w=56, d=5, seed=11))
+        got = (_sample_digest(first), _sample_digest(second), float(aug.rng.random()))
+        assert got == DEFAULT_DRAWS[(1, (16, 32))]

@@ -102,24 +102,32 @@ def open_dataset(
 
 def build_augmentor(cfg: DataConfig, seed: int) -> Any:
     """The training :class:`~stereo_semantic_ros.augment.Augmentor` of the recipe (or None)."""
-    from stereo_semantic_ros.augment import Augmentor
+    from stereo_semantic_ros.augment import PRESETS, Augmentor
 
     crop = tuple(cfg.crop) if cfg.crop is not None else None
     rng = np.random.default_rng(seed)
     if cfg.augment == "none":
         return None if crop is None else Augmentor(rng=rng, crop_size=crop)  # type: ignore[arg-type]
-    base = Augmentor.for_training(crop, rng)  # type: ignore[arg-type]
-    if isinstance(cfg.augment, str):
+    # a preset name, or a mapping of Augmentor fields over a preset (``preset:``, default
+    # ``default``)
+    overrides = {} if isinstance(cfg.augment, str) else dict(cfg.augment)
+    preset = cfg.augment if isinstance(cfg.augment, str) else overrides.pop("preset", "default")
+    if preset not in PRESETS:
+        raise ConfigError(
+            f"data.augment preset must be one of {', '.join(PRESETS)}, got {preset!r}"
+        )
+    base = Augmentor.preset(preset, crop, rng)  # type: ignore[arg-type]
+    if not overrides:
         return base
     allowed = {f.name for f in dataclasses.fields(Augmentor)} - {"rng", "crop_size"}
-    unknown = sorted(set(cfg.augment) - allowed)
+    unknown = sorted(set(overrides) - allowed)
     if unknown:
         raise ConfigError(
             f"unknown key(s) {', '.join('data.augment.' + k for k in unknown)}; "
-            f"allowed: {', '.join(sorted(allowed))}"
+            f"allowed: preset, {', '.join(sorted(allowed))}"
         )
     try:
-        return dataclasses.replace(base, **cfg.augment)
+        return dataclasses.replace(base, **overrides)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"data.augment: {exc}") from None
 
@@ -148,6 +156,12 @@ def ensure_synthetic(cfg: DataConfig) -> None:
         str(gen.seed),
         "--workers",
         "1",
+        "--family",
+        gen.family,
+        "--objects-fraction",
+        str(gen.objects_fraction),
+        "--objects-max-disparity",
+        str(gen.objects_max_disparity),
     ]
     with contextlib.redirect_stdout(sys.stderr):
         code = synth_cli.main(argv)
