@@ -36,7 +36,8 @@ DEFAULT_OBJECTS_MAX_DISPARITY = 88.0
 
 
 def _rotation(rng: np.random.Generator, max_tilt: float) -> np.ndarray:
-    """Rows: the plane's two in-plane axes and its normal (facing the camera, tilted)."""
+    """Rows: the plane's two in-plane axes and its normal (facing the camera, tilted by at most
+    ``max_tilt`` radians)."""
     tilt = rng.uniform(0.0, max_tilt)
     azimuth = rng.uniform(0.0, 2 * np.pi)
     normal = np.array(
@@ -204,10 +205,15 @@ def generate_objects_sample(
     def depth_of(d: float) -> float:
         return fb / d
 
-    # background: a slanted plane whose disparity lies in the lower part of the range
+    # background: a slanted plane whose disparity lies in the lower part of the range; its tilt
+    # keeps the depth at the image corners within [0.5, 2] x the centre's (a steeper plane
+    # would reach the horizon or the camera inside the view)
     d_bg = rng.uniform(1.0, 0.5 * max_disparity)
     centre_bg = np.array([0.0, 0.0, depth_of(d_bg)])
-    planes = [_Plane(rng, bank, centre_bg, 1.0, _rotation(rng, np.radians(50)), None, calib.fx)]
+    half_fov = np.hypot(max(calib.cx, width - 1 - calib.cx) / calib.fx, 0)
+    half_fov = max(half_fov, max(calib.cy, height - 1 - calib.cy) / calib.fy)
+    bg_tilt = min(np.radians(50), np.arctan(0.5 / half_fov))
+    planes = [_Plane(rng, bank, centre_bg, 1.0, _rotation(rng, bg_tilt), None, calib.fx)]
     count = int(rng.integers(12, 49))
     for _ in range(count):
         d = rng.uniform(max(1.0, d_bg), max_disparity)
@@ -220,7 +226,10 @@ def generate_objects_sample(
         radius_px = np.exp(rng.uniform(np.log(6.0), np.log(0.45 * min(width, height * 2))))
         if shape == "bar":
             radius_px *= 2.0
-        axes = _rotation(rng, np.radians(60))
+        # the tilt keeps the depth over the shape within +-30 % of its centre's, so its
+        # disparities stay near the drawn one
+        reach = 1.6 * radius_px / calib.fx  # (in-plane extent / depth), polygons reach ~1.6 r
+        axes = _rotation(rng, min(np.radians(60), float(np.arcsin(min(1.0, 0.3 / reach)))))
         planes.append(_Plane(rng, bank, centre, radius_px * z / calib.fx, axes, shape, calib.fx))
 
     u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
