@@ -106,3 +106,20 @@ def test_esp_joint_census_learns_a_pair():
     last = float(disparity_loss(model(xl, xr)["disparity"], target, valid))
     print(f"disparity loss {first:.3f} -> {last:.3f}")
     assert np.isfinite(last) and last < 0.5 * first
+
+
+def test_corr_mtl_census_variant_feeds_the_trunk():
+    """correlation+census adds one census channel per disparity to the trunk's input, and the
+    trunk's first convolution gets gradients from it."""
+    torch.manual_seed(0)
+    paper = get_model("corr_mtl", max_disparity=32, width=8)
+    model = get_model("corr_mtl", max_disparity=32, width=8, matching_cost="correlation+census")
+    assert model.conv3_1[0].in_channels == paper.conv3_1[0].in_channels + 32
+    left, right = _shifted_pair(h=64, w=96, d=5)
+    out = model(left, right)
+    assert out["disparity"].shape == (1, 1, 64, 96) and out["seg_logits"].shape[-2:] == (64, 96)
+    out["disparity"].mean().backward()
+    census_weights = model.conv3_1[0].weight.grad[:, -32:]
+    assert float(census_weights.abs().sum()) > 0
+    with pytest.raises(ValueError, match="matching_cost must be one of"):
+        get_model("corr_mtl", matching_cost="census")

@@ -49,6 +49,13 @@ The paper is vague about most of this; the choices made here, and why:
   ``alpha_diff`` = 0.1 off it (Misra et al.'s recommended start; the paper tried several
   initial values but does not say which it kept). Misra et al. train the alphas with a larger
   learning rate; here they share the network's.
+* ``matching_cost``: ``correlation`` is the paper's network. ``correlation+census`` adds a
+  census-transform Hamming cost of the images (no weights; every disparity ``0..D-1`` at full
+  precision, box-aggregated over 8x8 pixels and sampled at 1/8 resolution, one channel per
+  disparity) next to the correlation. It exists because a network trained on synthetic scenes
+  can learn their layout from learned features instead of matching and then fail on a real
+  camera; the census cost depends only on the order of grey values within each view, so it
+  means the same on real images.
 * Single-task variants: ``tasks = ("segmentation",)`` drops the correlation (conv3_1 takes
   the left conv3 features; the right image is not needed) and the disparity decoder;
   ``("disparity",)`` drops the segmentation decoder. With one decoder there is nothing to
@@ -74,6 +81,7 @@ from stereo_semantic_ros.networks.blocks import (
     ConvBNAct,
     CrossStitch,
     NormLayer,
+    census_cost_volume,
     correlation_1d,
     leaky_relu,
     soft_argmin,
@@ -83,6 +91,7 @@ from stereo_semantic_ros.networks.registry import register_model
 
 TASKS = ("disparity", "segmentation")
 CROSS_STITCH = ("all", "last", "none")
+MATCHING_COSTS = ("correlation", "correlation+census")
 
 
 class UpConv(nn.Sequential):
@@ -135,6 +144,8 @@ class CorrMTLNet(nn.Module):
             or ``none``.
         alpha_same, alpha_diff: initial same-task and other-task weights of every alpha layer.
         tasks: any non-empty subset of ("disparity", "segmentation").
+        matching_cost: ``correlation`` (paper) or ``correlation+census`` (module docstring).
+        census_window: census patch size (odd) for ``correlation+census``.
         norm_layer: 2D normalisation layer constructor.
     """
 
@@ -155,9 +166,15 @@ class CorrMTLNet(nn.Module):
         alpha_same: float = 0.9,
         alpha_diff: float = 0.1,
         tasks: Sequence[str] = TASKS,
+        matching_cost: str = "correlation",
+        census_window: int = 7,
         norm_layer: NormLayer = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
+        if matching_cost not in MATCHING_COSTS:
+            raise ValueError(
+                f"matching_cost must be one of {MATCHING_COSTS}, got {matching_cost!r}"
+            )
         if max_disparity % 4 or max_disparity <= 0:
             raise ValueError(f"max_disparity must be a positive multiple of 4, got {max_disparity}")
         tasks = tuple(tasks)
@@ -173,6 +190,9 @@ class CorrMTLNet(nn.Module):
         self.max_disparity = max_disparity
         self.tasks = tasks
         self.patch_size = patch_size
+        self.matching_cost = matching_cost
+        self.census_window = census_window
+        self.use_census = matching_cost == "correlation+census"
         w = width
         # siamese part (both views, shared weights)
         self.conv1 = ConvBNAct(3, w, 7, stride=2, norm_layer=norm_layer)
@@ -184,7 +204,7 @@ class CorrMTLNet(nn.Module):
         if want_disp:
             self.corr_act = leaky_relu()
             self.redir = ConvBNAct(4 * w, w, 1, norm_layer=norm_layer)
-            trunk_in = self.displacements + 1 + w
+            trunk_in = self.displacements + 1 + w + (max_disparity if self.use_census else 0)
         else:
             trunk_in = 4 * w
         self.conv3_1 = ConvBNAct(trunk_in, 4 * w, 3, norm_layer=norm_layer)
@@ -243,7 +263,13 @@ class CorrMTLNet(nn.Module):
             c2 = self.conv2(c1)
             c3 = self.conv3(c2)
             corr = correlation_1d(c3[:b], c3[b:], self.displacements, self.patch_size)
-            x = self.conv3_1(torch.cat([self.corr_act(corr), self.redir(c3[:b])], 1))
+            trunk = [self.corr_act(corr), self.redir(c3[:b])]
+            if self.use_census:
+                census = census_cost_volume(left, right, self.max_disparity, self.census_window)
+                # 8x8 full-resolution box aggregation, sampled at 1/8 resolution
+                census = F.avg_pool2d(census, 4, stride=4, count_include_pad=False)
+                trunk.append(census.to(corr.dtype))
+            x = self.conv3_1(torch.cat(trunk, 1))
             c2 = c2[:b]
         else:
             c2 = self.conv2(self.conv1(left))
@@ -284,6 +310,8 @@ def corr_mtl(
     alpha_same: float = 0.9,
     alpha_diff: float = 0.1,
     tasks: Sequence[str] = TASKS,
+    matching_cost: str = "correlation",
+    census_window: int = 7,
 ) -> CorrMTLNet:
     """Correlation multi-task network (4.9M parameters for 19 classes, D = 192, width 32)."""
     return CorrMTLNet(
@@ -295,4 +323,6 @@ def corr_mtl(
         alpha_same=alpha_same,
         alpha_diff=alpha_diff,
         tasks=tasks,
+        matching_cost=matching_cost,
+        census_window=census_window,
     )
