@@ -31,15 +31,15 @@ COLUMNS = {
 }
 
 
-def card_row(card: Path, method: str) -> dict[str, float]:
-    """The card's first table row of ``method``, keyed by the table's header."""
+def card_row(card: Path, method: str, columns: dict = COLUMNS) -> dict[str, float]:
+    """The card's first table row of ``method``, keyed by the table's header (``columns``)."""
     lines = card.read_text().splitlines()
     for i, line in enumerate(lines):
         if line.startswith(f"| {method} |"):
             sep = next(j for j in range(i - 1, -1, -1) if lines[j].startswith("|---"))
             names = [c.strip() for c in lines[sep - 1].strip("|").split("|")]
             cells = [c.strip() for c in line.strip("|").split("|")]
-            return {n: float(c) for n, c in zip(names, cells, strict=True) if n in COLUMNS}
+            return {n: float(c) for n, c in zip(names, cells, strict=True) if n in columns}
     raise AssertionError(f"no '| {method} |' row in {card}")
 
 
@@ -75,3 +75,54 @@ def test_eval_reproduces_the_cards_figures(stem, test_split, tmp_path):
             value = value[key]
         # the card rounds to 2 decimals; float differences between CPUs are far smaller
         assert abs(value * scale - card[name]) <= 0.0051, (name, value * scale, card[name])
+
+
+# real-pair card column -> (path in methods[m]["benchmark"]["all"], scale)
+REAL_COLUMNS = {
+    "EPE": (("dense", "epe"), 1.0),
+    "bad-1": (("dense", "bad1"), 1.0),
+    "bad-2": (("dense", "bad2"), 1.0),
+    "bad-4": (("dense", "bad4"), 1.0),
+    "bad-2 pred": (("predicted", "bad2"), 1.0),
+    "density": (("density",), 1.0),
+}
+REAL_METHODS = ("ours", "StereoSGBM", "StereoSGBM+fill")
+REAL_CARDS = sorted(
+    stem for stem in SHIPPED if "| ours (Motorcycle) |" in (MODELS / f"{stem}.md").read_text()
+)
+
+
+def real_card_rows(card: Path) -> dict[str, dict[str, float]]:
+    """The card's Motorcycle rows (``| <method> (Motorcycle) |``), keyed by method."""
+    rows = {}
+    for method in REAL_METHODS:
+        row = card_row(card, f"{method} (Motorcycle)", REAL_COLUMNS)
+        rows[method] = row
+    return rows
+
+
+def test_the_default_weights_carry_a_real_pair_row():
+    """The default parameter file's weights say how they do on a real pair."""
+    import yaml
+
+    params = yaml.safe_load((REPO / "config" / "esp_joint.yaml").read_text())
+    weights = Path(params["stereo_semantic_node"]["ros__parameters"]["weights"]).stem
+    assert weights in REAL_CARDS
+
+
+@pytest.mark.parametrize("stem", REAL_CARDS)
+def test_eval_reproduces_the_cards_real_pair_rows(stem, tmp_path):
+    rows = real_card_rows(MODELS / f"{stem}.md")
+    out = tmp_path / "eval"
+    argv = ["--weights", str(MODELS / f"{stem}.pt"), "--data", "builtin:motorcycle"]
+    argv += ["--num-pictures", "0", "--out", str(out), "--no-progress", "--device", "cpu"]
+    assert evaluate.main(argv) == 0
+    methods = json.loads((out / "metrics.json").read_text())["methods"]
+    for method, row in rows.items():
+        assert set(row) == set(REAL_COLUMNS), f"{stem}: {method} row lost a column"
+        measured = methods[method]["benchmark"]["all"]
+        for name, (path, scale) in REAL_COLUMNS.items():
+            value = measured
+            for key in path:
+                value = value[key]
+            assert abs(value * scale - row[name]) <= 0.0051, (method, name, value, row[name])
