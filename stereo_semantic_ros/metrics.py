@@ -68,15 +68,21 @@ def _ratio(num: float, den: float) -> float:
 _DISP_FIELDS = ("abs_err", "bad1", "bad2", "bad3", "d1", "n")
 
 
-def _disparity_sums(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+def _scored_pixels(
+    pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Prediction and ground truth (float64, 1D) of the pixels that are scored."""
     pred = np.asarray(pred)
     gt = np.asarray(gt)
     mask = _as_mask(valid, gt.shape)
     _check_same_shape(pred=pred, gt=gt, valid=mask)
     # A ground truth that is NaN/inf cannot be scored, whatever the mask says.
     mask = mask & np.isfinite(gt)
-    p = pred[mask].astype(np.float64)
-    g = gt[mask].astype(np.float64)
+    return pred[mask].astype(np.float64), gt[mask].astype(np.float64)
+
+
+def _disparity_sums(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    p, g = _scored_pixels(pred, gt, valid)
     # NaN/inf/negative predictions are "no answer": score them as pred = 0 for the EPE and as
     # wrong for every threshold metric, so that a network cannot improve its scores by
     # abstaining (KITTI's devkit similarly fills holes rather than skipping them).
@@ -174,13 +180,7 @@ def _bad_key(threshold: float) -> str:
 def _benchmark_sums(
     pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None, thresholds: Sequence[float]
 ) -> np.ndarray:
-    pred = np.asarray(pred)
-    gt = np.asarray(gt)
-    mask = _as_mask(valid, gt.shape)
-    _check_same_shape(pred=pred, gt=gt, valid=mask)
-    mask = mask & np.isfinite(gt)
-    p = pred[mask].astype(np.float64)
-    g = gt[mask].astype(np.float64)
+    p, g = _scored_pixels(pred, gt, valid)
     has = np.isfinite(p) & (p > 0)
     err = np.abs(np.where(has, p, 0.0) - g)
     sums = [float(g.size), float(np.count_nonzero(has)), err.sum(), err[has].sum()]
