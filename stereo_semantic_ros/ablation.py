@@ -1,9 +1,13 @@
-"""The paper's task ablation, small scale: joint vs disparity-only vs segmentation-only.
+"""Small-scale ablations: the paper's task ablation, or one recipe setting varied.
 
 ``stereo-semantic-ablation`` trains the same recipe three times, changing only
-``train.tasks`` -- same data, augmentation, seed, batch, step budget and schedule -- then
-evaluates each result on the same held-out split with ``stereo-semantic-eval`` (the shared
-pipeline, so the figures are what the node would publish) and writes:
+``train.tasks`` (joint vs disparity-only vs segmentation-only) -- same data, augmentation,
+seed, batch, step budget and schedule -- or, with ``--vary SECTION.KEY=V1,V2,...``, once per
+value of that one setting (e.g. ``model.matching_cost=concat,census``), then evaluates each
+result on the same held-out split with ``stereo-semantic-eval`` (the shared pipeline, so the
+figures are what the node would publish) and, with ``--real-data`` (e.g.
+``builtin:motorcycle``), on a real pair too (dense EPE and bad-2: whether an option transfers
+to a real camera; never tune on it), and writes:
 
 * ``<out>/<variant>/``: each run directory (``last.pt``, ``final.pt``, logs, curves) and its
   evaluation in ``<out>/<variant>/eval/`` (``metrics.json``, ``metrics.md``);
@@ -48,6 +52,29 @@ class AblationError(ValueError):
     """Bad arguments or a failed training/evaluation; the message says which and why."""
 
 
+def task_variants() -> list[tuple[str, list[str]]]:
+    """The paper's task ablation: (variant name, its config overrides)."""
+    variants = []
+    for name, tasks in VARIANTS.items():
+        extra = [f"train.tasks=[{','.join(tasks)}]"]
+        if "segmentation" not in tasks:
+            extra.append("loss.seg_warp=0")  # the corr_mtl warp method is a segmentation loss
+        variants.append((name, extra))
+    return variants
+
+
+def setting_variants(vary: str) -> list[tuple[str, list[str]]]:
+    """``SECTION.KEY=V1,V2,...`` -> one variant per value, named ``KEY=V``."""
+    key, sep, values = vary.partition("=")
+    choices = [v.strip() for v in values.split(",") if v.strip()]
+    if not sep or "." not in key or len(choices) < 2:
+        raise AblationError(
+            f"--vary needs SECTION.KEY=VALUE1,VALUE2[,...] with at least two values, got {vary!r}"
+        )
+    short = key.rsplit(".", 1)[1]
+    return [(f"{short}={v}", [f"{key}={v}"]) for v in choices]
+
+
 def run_ablation(
     config: Path,
     test_data: Path,
@@ -60,6 +87,9 @@ def run_ablation(
     device: str = "auto",
     progress: bool = True,
     command: Sequence[str] = (),
+    variants: Sequence[tuple[str, Sequence[str]]] | None = None,
+    real_data: str | None = None,
+    real_dataset: str = "middlebury",
 ) -> dict[str, Any]:
     """Train and evaluate every variant; returns the report also written to ``ablation.json``.
 
@@ -69,14 +99,15 @@ def run_ablation(
         overrides: ``SECTION.KEY=VALUE`` config overrides applied to every variant.
         steps: step budget of every variant (``train.steps``), or the recipe's.
         max_images: evaluate only the first N samples of ``test_data``.
+        variants: (name, overrides) of each variant; default the task ablation.
+        real_data: a real pair (``builtin:motorcycle``) or a folder in ``real_dataset``'s
+            layout (middlebury, eth3d) each variant is also evaluated on.
     """
     if not test_data.is_dir():
         raise AblationError(f"test data {test_data} does not exist or is not a directory")
     rows: list[dict[str, Any]] = []
-    for name, tasks in VARIANTS.items():
-        extra = [*overrides, f"train.tasks=[{','.join(tasks)}]"]
-        if "segmentation" not in tasks:
-            extra.append("loss.seg_warp=0")  # the corr_mtl warp method is a segmentation loss
+    for name, variant in variants if variants is not None else task_variants():
+        extra = [*overrides, *variant]
         if steps is not None:
             extra.append(f"train.steps={int(steps)}")
         try:
@@ -89,10 +120,24 @@ def run_ablation(
         metrics = _evaluate(
             run_dir / FINAL, test_data, run_dir / "eval", dataset, max_images, device, progress
         )
-        rows.append(_row(name, tasks, run_dir, summary, metrics))
+        row = _row(name, cfg.train.tasks, run_dir, summary, metrics)
+        if real_data is not None:
+            real = _evaluate(
+                run_dir / FINAL,
+                real_data,
+                run_dir / "eval_real",
+                real_dataset,
+                None,
+                device,
+                progress,
+            )
+            dense = (real.get("benchmark") or {}).get("all", {}).get("dense", {})
+            row["real_epe"], row["real_bad2"] = dense.get("epe"), dense.get("bad2")
+        rows.append(row)
     report = {
         "config": str(config),
         "test_data": str(test_data),
+        "real_data": real_data,
         "variants": rows,
         "command": list(command),
     }
@@ -105,15 +150,17 @@ def run_ablation(
 
 def _evaluate(
     weights: Path,
-    data: Path,
+    data: Path | str,
     out: Path,
-    dataset: str,
+    dataset: str | None,
     max_images: int | None,
     device: str,
     progress: bool,
 ) -> dict[str, Any]:
     # through the evaluation CLI itself, so the table is exactly what stereo-semantic-eval prints
-    argv = ["--weights", str(weights), "--data", str(data), "--dataset", dataset]
+    argv = ["--weights", str(weights), "--data", str(data)]
+    if dataset is not None:
+        argv += ["--dataset", dataset]
     argv += ["--out", str(out), "--baseline", "none", "--num-pictures", "0", "--device", device]
     if max_images is not None:
         argv += ["--max-images", str(max_images)]
@@ -172,14 +219,16 @@ COLUMNS = (
     ("class_accuracy", "C", "{:.2f}"),
     ("ms_per_image", "ms/img", "{:.0f}"),
 )
+REAL_COLUMNS = (("real_epe", "real EPE", "{:.2f}"), ("real_bad2", "real bad-2", "{:.2f}"))
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """One Markdown row per variant; ``-`` where the variant has no such output."""
-    lines = ["| variant | " + " | ".join(title for _, title, _ in COLUMNS) + " |"]
-    lines.append("|" + "---|" * (len(COLUMNS) + 1))
+    columns = COLUMNS + (REAL_COLUMNS if any("real_epe" in r for r in rows) else ())
+    lines = ["| variant | " + " | ".join(title for _, title, _ in columns) + " |"]
+    lines.append("|" + "---|" * (len(columns) + 1))
     for row in rows:
-        cells = ["-" if row[key] is None else fmt.format(row[key]) for key, _, fmt in COLUMNS]
+        cells = ["-" if row.get(key) is None else fmt.format(row[key]) for key, _, fmt in columns]
         lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -237,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Train one recipe as joint, disparity-only and segmentation-only networks "
-        "(same data and budget), evaluate each on a held-out split and tabulate.",
+        "(or once per value of one --vary setting; same data and budget), evaluate each on a "
+        "held-out split (and a real pair) and tabulate.",
     )
     parser.add_argument("--config", type=Path, required=True, help="YAML training recipe")
     parser.add_argument(
@@ -258,6 +308,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECTION.KEY=VALUE",
         help="config override for every variant, e.g. --set train.milestones=[0.667,0.833]",
     )
+    parser.add_argument(
+        "--vary",
+        default=None,
+        metavar="SECTION.KEY=V1,V2,...",
+        help="one variant per value of this setting instead of the task ablation, e.g. "
+        "--vary model.matching_cost=concat,census",
+    )
+    parser.add_argument(
+        "--real-data",
+        default=None,
+        help="also evaluate each variant on a real pair (builtin:motorcycle, or a Middlebury "
+        "folder); test data only, never for tuning",
+    )
+    parser.add_argument(
+        "--real-dataset",
+        choices=("middlebury", "eth3d"),
+        default="middlebury",
+        help="on-disk layout of a --real-data folder (default: middlebury)",
+    )
     parser.add_argument("--max-images", type=int, default=None, help="evaluate N test samples")
     parser.add_argument("--device", default="auto", help="evaluation device: auto, cpu, cuda")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -269,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = [PROG, *(sys.argv[1:] if argv is None else argv)]
     try:
+        variants = setting_variants(args.vary) if args.vary else None
         report = run_ablation(
             args.config,
             args.test_data,
@@ -280,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             progress=not args.no_progress,
             command=command,
+            variants=variants,
+            real_data=args.real_data,
+            real_dataset=args.real_dataset,
         )
     except ValueError as exc:  # AblationError, ConfigError, CheckpointError, DatasetError
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -109,3 +109,33 @@ def test_a_failed_evaluation_stops_the_ablation_and_says_which(data_root, tmp_pa
     # the joint run it trained is kept; nothing after it ran
     assert (tmp_path / "a" / "joint" / "final.pt").is_file()
     assert not (tmp_path / "a" / "disparity-only").exists()
+
+
+def test_vary_one_setting_with_a_real_pair_column(data_root, tmp_path):
+    """--vary trains one variant per value (only that setting differs) and --real-data adds
+    each variant's dense EPE / bad-2 on a two-view folder."""
+    out = tmp_path / "vary"
+    argv = _argv(data_root, out, steps=2)
+    argv += ["--vary", "model.matching_cost=concat,census"]
+    argv += ["--real-data", str(REPO / "test" / "fixtures" / "two_view" / "middlebury")]
+    assert main(argv) == 0
+    report = json.loads((out / "ablation.json").read_text())
+    names = [r["name"] for r in report["variants"]]
+    assert names == ["matching_cost=concat", "matching_cost=census"]
+    hyper = {}
+    for row in report["variants"]:
+        hp = dict(load_checkpoint(out / row["name"] / "final.pt").hyper_parameters)
+        hyper[row["name"]] = hp
+        assert row["tasks"] == ["disparity", "segmentation"]
+        assert row["real_epe"] is not None and 0.0 <= row["real_bad2"] <= 100.0
+        assert (out / row["name"] / "eval_real" / "metrics.json").is_file()
+    concat, census = hyper["matching_cost=concat"], hyper["matching_cost=census"]
+    assert concat.pop("matching_cost") == "concat" and census.pop("matching_cost") == "census"
+    assert concat == census
+    assert "real bad-2" in (out / "ablation.md").read_text().splitlines()[0]
+
+
+def test_a_bad_vary_is_a_clear_error(data_root, tmp_path, capsys):
+    argv = [*_argv(data_root, tmp_path / "v", steps=1), "--vary", "model.matching_cost=census"]
+    assert main(argv) == 2
+    assert "--vary needs SECTION.KEY=VALUE1,VALUE2" in capsys.readouterr().err
