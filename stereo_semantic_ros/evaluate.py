@@ -619,7 +619,7 @@ def markdown_report(report: Mapping[str, Any], title: str = "Evaluation") -> str
 TWO_VIEW_DATASETS = ("middlebury", "eth3d")
 """Two-view benchmark layouts (:mod:`stereo_semantic_ros.datasets.middlebury`)."""
 DATASETS = ("kitti2015", "cityscapes", "vkitti2", *TWO_VIEW_DATASETS)
-DEFAULT_WEIGHTS = Path("models/esp_joint_synthetic.pt")
+DEFAULT_WEIGHTS = Path("models/esp_joint_mixed.pt")
 _DEFAULT_SPLITS = {
     "kitti2015": "training",
     "cityscapes": "val",

@@ -60,9 +60,9 @@ def test_shipped_config_sets_every_parameter_with_a_comment() -> None:
             assert commented, f"no comment for {match.group(1)}: {line!r}"
     settings = NodeSettings.from_yaml(CONFIG)
     assert settings.architecture == "esp_joint" and settings.precision == "fp16"
-    assert settings.device == "auto" and settings.weights == "esp_joint_synthetic.pt"
+    assert settings.device == "auto" and settings.weights == "esp_joint_mixed.pt"
     # the default weights ship with the package and load into the configured architecture
-    shipped = Path(__file__).parents[1] / "models" / "esp_joint_synthetic.pt"
+    shipped = Path(__file__).parents[1] / "models" / "esp_joint_mixed.pt"
     assert settings.weights_path() == shipped
     assert settings.build_pipeline().tasks == ("disparity", "segmentation")
 

@@ -22,7 +22,7 @@ from stereo_semantic_ros.ros.settings import NodeSettings, read_parameter_file, 
 
 INPUT_ROLES = ("left_image", "right_image", "left_info", "right_info")
 GT_ROLES = ("gt_disparity", "gt_labels")
-DEFAULT_WEIGHTS = "esp_joint_synthetic.pt"
+DEFAULT_WEIGHTS = "esp_joint_mixed.pt"
 """The shipped weights (in the package's models/), used by the demo."""
 
 
