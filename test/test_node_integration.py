@@ -192,10 +192,13 @@ def test_every_output_matches_the_input_and_camera_model(live: Live, encoding: s
 
 def test_diagnostics_report_device_latency_and_counts(live: Live) -> None:
     driver = live.driver
+    # the count before the frame: read after it, a diagnostics message that already counted
+    # it would leave the wait below for an increment that never comes (a race seen in CI)
+    before = driver.latest_diagnostics()
+    published = int(before["frames_published"]) if before else 0
     frame = make_frame(driver.next_stamp(), seed=8)
     driver.publish(frame)
     driver.wait_outputs(frame.stamp_ns)
-    published = int(driver.latest_diagnostics()["frames_published"])
     values = driver.wait_for(
         lambda: (d := driver.latest_diagnostics()) and int(d["frames_published"]) > published and d,
         10,
