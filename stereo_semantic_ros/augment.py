@@ -54,7 +54,7 @@ Disparity follows :mod:`stereo_semantic_ros.calibration` (left ``u`` matches rig
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import cv2
 import numpy as np
@@ -410,17 +410,7 @@ class Augmentor:
             raise ValueError(
                 f"need 0 < min_scale <= max_scale, got {self.min_scale}, {self.max_scale}"
             )
-        for name in (
-            "scale_prob",
-            "mirror_prob",
-            "photometric_prob",
-            "per_view_photometric_prob",
-            "per_view_noise_prob",
-            "stretch_prob",
-            "blur_prob",
-            "vshift_prob",
-            "eraser_prob",
-        ):
+        for name in (f.name for f in fields(self) if f.name.endswith("_prob")):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("noise_std", "brightness", "gamma", "max_stretch", "max_vshift"):

@@ -345,8 +345,9 @@ class StereoPipeline:
         if in_range is not None:
             valid &= in_range
         # Z = fx * B / (d + doffs); only shifted when doffs != 0, so doffs = 0 is bit-identical
-        shifted = disp + calib.doffs if calib.doffs else disp
+        shifted = disp
         if calib.doffs:
+            shifted = disp + calib.doffs
             valid &= shifted > 0
         if self.geometry == "depth":
             depth = torch.where(valid, net["depth"][0, 0], torch.nan)

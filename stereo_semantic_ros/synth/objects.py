@@ -210,8 +210,10 @@ def generate_objects_sample(
     # would reach the horizon or the camera inside the view)
     d_bg = rng.uniform(1.0, 0.5 * max_disparity)
     centre_bg = np.array([0.0, 0.0, depth_of(d_bg)])
-    half_fov = np.hypot(max(calib.cx, width - 1 - calib.cx) / calib.fx, 0)
-    half_fov = max(half_fov, max(calib.cy, height - 1 - calib.cy) / calib.fy)
+    half_fov = max(
+        max(calib.cx, width - 1 - calib.cx) / calib.fx,
+        max(calib.cy, height - 1 - calib.cy) / calib.fy,
+    )
     bg_tilt = min(np.radians(50), np.arctan(0.5 / half_fov))
     planes = [_Plane(rng, bank, centre_bg, 1.0, _rotation(rng, bg_tilt), None, calib.fx)]
     count = int(rng.integers(12, 49))
