@@ -9,6 +9,7 @@ rectified with equal principal points (doffs = 0); Middlebury and some calibrati
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -18,6 +19,29 @@ import numpy as np
 
 class CalibrationError(ValueError):
     """A calibration that cannot describe a rectified stereo pair."""
+
+
+def projection_matrix(p: Sequence[float] | np.ndarray, side: str) -> np.ndarray:
+    """A CameraInfo ``P`` (12 numbers, row-major) as a finite 3x4 float64 matrix.
+
+    Raises:
+        CalibrationError: not 12 numbers, or a NaN / infinite entry; the message names ``side``.
+    """
+    try:
+        flat = np.asarray(p, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise CalibrationError(f"{side} projection matrix P is not numeric: {exc}") from None
+    if flat.size != 12:
+        raise CalibrationError(
+            f"{side} projection matrix P has {flat.size} entries, a 3x4 P needs 12 "
+            "(a corrupt or truncated camera_info)"
+        )
+    if not np.isfinite(flat).all():
+        raise CalibrationError(
+            f"{side} projection matrix P has non-finite entries ({flat.tolist()}); "
+            "the camera_info is corrupt"
+        )
+    return flat.reshape(3, 4)
 
 
 @dataclass(frozen=True)
@@ -56,6 +80,12 @@ class StereoCalibration:
                 f"stereo baseline must be positive, got {self.baseline} m; the right camera_info's "
                 "P[0,3] must hold -fx*B (rectify the pair with image_proc / camera_calibration)"
             )
+        if not math.isfinite(float(self.fx) * float(self.baseline)):
+            # every depth is fx * B / d: an overflowing product makes each one inf
+            raise CalibrationError(
+                f"fx * baseline = {self.fx} * {self.baseline} overflows; the focal length or the "
+                "right camera_info's P[0,3] is corrupt"
+            )
 
     @classmethod
     def from_projection_matrices(
@@ -70,13 +100,14 @@ class StereoCalibration:
         ``B = -P_right[0,3] / P_right[0,0]`` as in image_geometry's StereoCameraModel, and
         ``doffs = P_right[0,2] - P_left[0,2]`` (the right camera's principal point may differ).
         """
-        pl = np.asarray(p_left, dtype=np.float64).reshape(3, 4)
-        pr = np.asarray(p_right, dtype=np.float64).reshape(3, 4)
-        if pr[0, 0] == 0:
+        pl = projection_matrix(p_left, "left")
+        pr = projection_matrix(p_right, "right")
+        if pr[0, 0] <= 0:
             raise CalibrationError(
-                "right projection matrix has P[0,0] = 0; camera_info not calibrated"
+                f"right projection matrix has P[0,0] = {pr[0, 0]}, not a positive focal length; "
+                "camera_info not calibrated"
             )
-        baseline = -pr[0, 3] / pr[0, 0]
+        baseline = -float(pr[0, 3]) / float(pr[0, 0])  # inf on overflow, refused below
         return cls(
             fx=float(pl[0, 0]),
             fy=float(pl[1, 1]),

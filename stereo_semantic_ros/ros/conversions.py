@@ -26,7 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stereo_semantic_ros.calibration import CalibrationError, StereoCalibration
+from stereo_semantic_ros.calibration import (
+    CalibrationError,
+    StereoCalibration,
+    projection_matrix,
+)
 
 if TYPE_CHECKING:
     from builtin_interfaces.msg import Time
@@ -118,13 +122,21 @@ def image_to_array(msg: Image) -> np.ndarray:
 
     Raises:
         EncodingError: the encoding is not in :data:`ARRAY_ENCODINGS`.
-        MalformedImageError: step or data length does not match height and width.
+        MalformedImageError: no pixels (width or height 0), or step or data length does not
+            match height and width.
     """
     encoding = msg.encoding
     if encoding not in ENCODING_LAYOUT:
         raise EncodingError(encoding, ARRAY_ENCODINGS)
     dtype, channels = ENCODING_LAYOUT[encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height <= 0 or width <= 0:
+        # numpy reshapes an empty buffer to (0, 0) happily; the failure would surface later,
+        # deep in the network, as a traceback instead of this drop reason
+        raise MalformedImageError(
+            f"{encoding} image is {width}x{height}: it has no pixels (an empty message; is the "
+            "camera driver publishing before it has a frame?)"
+        )
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
         raise MalformedImageError(
@@ -191,20 +203,27 @@ def calibration_from_camera_info(left: CameraInfo, right: CameraInfo) -> StereoC
     image size.
 
     Raises:
-        CalibrationError: sizes differ, a P matrix is unfilled, or the baseline is not > 0.
+        CalibrationError: sizes differ; a P matrix is unfilled, not 12 finite numbers or has a
+            negative focal length; or the baseline is not > 0.
     """
     if (left.width, left.height) != (right.width, right.height):
         raise CalibrationError(
             f"left camera_info is {left.width}x{left.height} but right is "
             f"{right.width}x{right.height}; both must describe the same rectified image size"
         )
-    p_left = np.asarray(left.p, dtype=np.float64).reshape(3, 4)
-    p_right = np.asarray(right.p, dtype=np.float64).reshape(3, 4)
+    p_left = projection_matrix(left.p, "left camera_info")
+    p_right = projection_matrix(right.p, "right camera_info")
     for side, p in (("left", p_left), ("right", p_right)):
         if p[0, 0] == 0 or p[1, 1] == 0:
             raise CalibrationError(
                 f"{side} camera_info has no projection matrix (P[0,0]={p[0, 0]}, "
                 f"P[1,1]={p[1, 1]}): the camera is uncalibrated; calibrate and rectify it first"
+            )
+        if p[0, 0] < 0 or p[1, 1] < 0:
+            # a negative right fx would otherwise flip the sign of B = -P[0,3] / fx unnoticed
+            raise CalibrationError(
+                f"{side} camera_info has a negative focal length (P[0,0]={p[0, 0]}, "
+                f"P[1,1]={p[1, 1]}); a rectified camera's P has fx, fy > 0"
             )
     if p_right[0, 3] == 0:
         raise CalibrationError(
