@@ -123,3 +123,24 @@ def test_corr_mtl_census_variant_feeds_the_trunk():
     assert float(census_weights.abs().sum()) > 0
     with pytest.raises(ValueError, match="matching_cost must be one of"):
         get_model("corr_mtl", matching_cost="census")
+
+
+def test_corr_mtl_census_in_head_matches_before_training():
+    """census_in_head: the untrained network already finds a textured pair's shift (the census
+    cost reaches the soft-argmin), and the gain gets gradients; the paper's head does not."""
+    torch.manual_seed(0)
+    left, right = _shifted_pair(h=64, w=128, d=9)
+    kwargs = dict(max_disparity=32, width=8, matching_cost="correlation+census")
+    head = get_model("corr_mtl", census_in_head=True, **kwargs).eval()
+    trunk_only = get_model("corr_mtl", **kwargs).eval()
+    inner = (..., slice(8, 56), slice(40, 120))  # away from the left border's missing partner
+    with torch.no_grad():
+        found = float(head(left, right)["disparity"][inner].median())
+        untrained = float(trunk_only(left, right)["disparity"][inner].median())
+    assert abs(found - 9) < 0.5, found
+    assert abs(untrained - 9) > 2, untrained
+    out = head.train()(left, right)
+    out["disparity"].mean().backward()
+    assert float(head.census_gain.weight.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="census_in_head needs"):
+        get_model("corr_mtl", census_in_head=True)
