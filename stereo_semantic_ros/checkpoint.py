@@ -6,9 +6,12 @@ only rebuilds tensors and plain containers: loading a checkpoint can never run c
 
 from __future__ import annotations
 
+import inspect
+import math
 import os
 import pickle
 import re
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +21,7 @@ import torch
 from torch import nn
 
 from stereo_semantic_ros.labels import CITYSCAPES_19, LabelSet
-from stereo_semantic_ros.networks import get_model
+from stereo_semantic_ros.networks import get_model_builder
 
 FORMAT = "stereo_semantic_ros.checkpoint/1"
 
@@ -45,6 +48,7 @@ class Checkpoint:
         metrics: evaluation figures measured on this checkpoint.
         class_weights: segmentation loss weights w = 1/ln(c + p_class) from the training set.
         training_state: optimiser/scheduler state and step for resuming (empty in shipped weights).
+        source: the file it was loaded from ('' when built in memory); named in errors, not saved.
     """
 
     architecture: str
@@ -57,6 +61,7 @@ class Checkpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     class_weights: list[float] | None = None
     training_state: dict[str, Any] = field(default_factory=dict)
+    source: str = field(default="", compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,10 +79,44 @@ class Checkpoint:
         }
 
     def build_model(self) -> nn.Module:
-        """The architecture with these weights loaded (strictly), in eval mode."""
-        model = get_model(self.architecture, **self.hyper_parameters)
-        load_state_dict_checked(model, self.state_dict, source=self.architecture)
+        """The architecture with these weights loaded (strictly), in eval mode.
+
+        Raises:
+            CheckpointError: an unknown architecture or hyper-parameter, or weights that do not
+                fit; naming :attr:`source` when the checkpoint came from a file.
+        """
+        where = f"{self.source}: " if self.source else ""
+        try:
+            builder = get_model_builder(self.architecture)
+        except ValueError as exc:
+            raise CheckpointError(f"{where}{exc}") from None
+        unknown = _unknown_arguments(builder, self.hyper_parameters)
+        if unknown:
+            raise CheckpointError(
+                f"{where}unknown hyper-parameter(s) {', '.join(unknown)} for architecture "
+                f"{self.architecture!r}; the checkpoint was written by another version or edited"
+            )
+        try:
+            model = builder(**self.hyper_parameters)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{where}hyper-parameters {self.hyper_parameters} do not build a "
+                f"{self.architecture!r} network: {exc}"
+            ) from None
+        source = f"{self.source}, {self.architecture}" if self.source else self.architecture
+        load_state_dict_checked(model, self.state_dict, source=source)
         return model.eval()
+
+
+def _unknown_arguments(builder: Any, arguments: dict[str, Any]) -> list[str]:
+    """Names in ``arguments`` that ``builder`` takes no parameter for (none if it takes **kw)."""
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: let the call decide
+        return []
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return []
+    return sorted(str(k) for k in arguments if k not in params)
 
 
 def _plain(value: Any) -> Any:
@@ -104,18 +143,55 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike[str]) -> Pat
     return path
 
 
+def weights_file_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be a weights file before reading it (missing, a directory, a device,
+    empty), or None. Devices and FIFOs are refused unread: reading one may never end."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return f"weights file {path} does not exist"
+    except OSError as exc:
+        return f"cannot read weights file {path}: {exc.strerror or exc}"
+    if stat.S_ISDIR(st.st_mode):
+        return f"weights file {path} is a directory, not a checkpoint file"
+    if not stat.S_ISREG(st.st_mode):
+        return (
+            f"weights file {path} is not a regular file ({_file_kind(st.st_mode)}); give a "
+            "checkpoint written by stereo-semantic-train"
+        )
+    if st.st_size == 0:
+        return f"weights file {path} is empty (0 bytes): not a checkpoint"
+    return None
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a plain file"
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
 ) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
     Raises:
-        CheckpointError: the file is missing, is not a checkpoint of this package, or holds
-            Python objects other than tensors and plain containers (which are refused unrun).
+        CheckpointError: naming ``path`` and the reason: the file is missing, not a regular file,
+            empty, unreadable, not a checkpoint of this package (whatever the bytes are), holds
+            Python objects other than tensors and plain containers (refused unrun), lacks a
+            field, or holds non-finite tensors or normalisation statistics.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weights file {path} does not exist")
+    problem = weights_file_problem(path)
+    if problem is not None:
+        raise CheckpointError(problem)
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -128,15 +204,22 @@ def load_checkpoint(
             f"containers, which could run code when loaded. Only use checkpoints written by "
             f"stereo-semantic-train ({_unsupported_global(str(exc))})"
         ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
+    except OSError as exc:
         raise CheckpointError(f"cannot read weights file {path}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - torch's readers fail on foreign bytes in any way
+        # (IndexError on /etc/passwd, KeyError on other text, RuntimeError on a truncated zip)
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise CheckpointError(
+            f"cannot read weights file {path}: not a torch checkpoint or corrupt "
+            f"({type(exc).__name__}{': ' + first if first else ''})"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a stereo_semantic_ros checkpoint (expected format {FORMAT!r}, found "
             f"{data.get('format') if isinstance(data, dict) else type(data).__name__!r})"
         )
     try:
-        return Checkpoint(
+        ckpt = Checkpoint(
             architecture=str(data["architecture"]),
             hyper_parameters=dict(data["hyper_parameters"]),
             state_dict=dict(data["state_dict"]),
@@ -147,9 +230,40 @@ def load_checkpoint(
             metrics=dict(data.get("metrics") or {}),
             class_weights=data.get("class_weights"),
             training_state=dict(data.get("training_state") or {}),
+            source=str(path),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise CheckpointError(f"{path} is an incomplete checkpoint: {exc!r}") from None
+    problem = _value_problem(ckpt)
+    if problem is not None:
+        raise CheckpointError(f"{path}: {problem}")
+    return ckpt
+
+
+def _value_problem(ckpt: Checkpoint) -> str | None:
+    """What makes the tensors or statistics unusable, or None.
+
+    A NaN or infinite weight, mean or std turns every output into NaN (and every label into
+    class 0 after argmax): refusing the file here means such a network never starts.
+    """
+    for name, values in (("mean", ckpt.mean), ("std", ckpt.std)):
+        if len(values) != 3:
+            return f"normalisation {name} must hold 3 values (RGB), found {len(values)}"
+    if not all(math.isfinite(v) for v in ckpt.mean):
+        return f"normalisation mean {list(ckpt.mean)} is not finite"
+    if not all(math.isfinite(v) and v > 0 for v in ckpt.std):
+        return f"normalisation std {list(ckpt.std)} must be finite and > 0 in every channel"
+    for key, tensor in ckpt.state_dict.items():
+        if not isinstance(tensor, torch.Tensor):
+            return f"state_dict entry {key} is not a tensor ({type(tensor).__name__})"
+        if tensor.is_floating_point() or tensor.is_complex():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                return (
+                    f"tensor {key} holds non-finite values ({bad} of {tensor.numel()} NaN or "
+                    "Inf): the weights are corrupt or training diverged"
+                )
+    return None
 
 
 def _unsupported_global(message: str) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from stereo_semantic_ros.checkpoint import weights_file_problem
 from stereo_semantic_ros.labels import CITYSCAPES_19, get_label_set
 from stereo_semantic_ros.networks import list_models
 from stereo_semantic_ros.pipeline import PRECISIONS, StereoPipeline
@@ -395,16 +396,17 @@ def _check_special(name: str, value: Any) -> None:
     if name == "weights" and value:
         path = resolve_weights(value)
         assert path is not None
-        if not path.is_file():
+        problem = weights_file_problem(path)
+        if problem is not None:
             where = (
                 ""
-                if Path(value).expanduser().is_absolute()
+                if Path(value).expanduser().is_absolute() or path.exists()
                 else (
                     f" (a relative path resolves against {models_dir()}; give an absolute path for "
                     "files elsewhere)"
                 )
             )
-            raise SettingsError(f"weights file {path} does not exist{where}")
+            raise SettingsError(f"{problem}{where}")
     if name == "label_set" and value:
         try:
             get_label_set(value)
