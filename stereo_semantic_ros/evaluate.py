@@ -12,7 +12,8 @@ predictor, pixel-weighted over the whole split (see :mod:`stereo_semantic_ros.me
 * depth delta < 1.25^k, AbsRel, SqRel, RMSE, RMSE-log and the scale-invariant error, with depth
   ``fx * B / d`` from the predicted disparity and the sample's calibration, against
   ``sample.depth`` (or ``fx * B / d_gt`` on valid pixels where a sample has no depth), on
-  ground-truth depths up to ``max_depth`` metres (80 m, the usual KITTI cap, by default);
+  ground-truth depths up to ``max_depth`` metres (80 m, the usual KITTI cap, by default),
+  with predictions clipped to the same range (:data:`~stereo_semantic_ros.metrics.DEPTH_CAP_M`);
 * wall-clock milliseconds per image of each predictor's ``predict`` call (after one untimed
   warm-up call on the first sample);
 * two-view benchmark figures (Middlebury / ETH3D style, :class:`~stereo_semantic_ros.metrics.
@@ -51,6 +52,7 @@ from stereo_semantic_ros.datasets.sample import StereoSample
 from stereo_semantic_ros.labels import CITYSCAPES_19, LabelSet
 from stereo_semantic_ros.metrics import (
     BENCHMARK_THRESHOLDS,
+    DEPTH_CAP_M,
     BenchmarkAccumulator,
     ConfusionMatrix,
     DepthAccumulator,
@@ -66,7 +68,6 @@ from stereo_semantic_ros.visualize import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_DEPTH",
     "TWO_VIEW_DATASETS",
     "benchmark_table",
     "PipelinePredictor",
@@ -76,9 +77,6 @@ __all__ = [
     "main",
     "markdown_report",
 ]
-
-DEFAULT_MAX_DEPTH = 80.0
-"""Metres; ground-truth depths beyond are not scored (the KITTI / Eigen convention)."""
 
 # Exceptions that mean "this sample cannot be read or processed": the loaders raise DatasetError
 # (a ValueError), OpenCV cv2.error, torch RuntimeError, the file system OSError. Anything else
@@ -239,7 +237,7 @@ class _MethodState:
         return out
 
 
-def _gt_depth(sample: StereoSample, max_depth: float | None) -> tuple[np.ndarray, np.ndarray]:
+def _gt_depth(sample: StereoSample) -> tuple[np.ndarray, np.ndarray]:
     if sample.depth is not None:
         depth = np.asarray(sample.depth, dtype=np.float32)
     else:
@@ -248,8 +246,6 @@ def _gt_depth(sample: StereoSample, max_depth: float | None) -> tuple[np.ndarray
         ).astype(np.float32)
     with np.errstate(invalid="ignore"):
         mask = np.isfinite(depth) & (depth > 0)
-        if max_depth is not None:
-            mask &= depth <= max_depth
     return depth, mask
 
 
@@ -299,7 +295,7 @@ def evaluate(
     pictures_dir: str | Path | None = None,
     num_pictures: int = 4,
     progress: bool = True,
-    max_depth: float | None = DEFAULT_MAX_DEPTH,
+    max_depth: float | None = DEPTH_CAP_M,
     warmup: bool = True,
 ) -> dict[str, Any]:
     """Evaluate predictors on a split; every predictor sees the same samples.
@@ -313,7 +309,8 @@ def evaluate(
         pictures_dir: where to write a tiled PNG for each of the first ``num_pictures``
             evaluated samples; None writes none.
         progress: show a tqdm progress bar on stderr.
-        max_depth: metres; larger ground-truth depths are left out of the depth metrics.
+        max_depth: metres; larger ground-truth depths are left out of the depth metrics and
+            predictions are clipped to it (None: no cap).
         warmup: run each predictor once, untimed, on the first sample (lazy initialisation
             and cuDNN autotuning are not per-image costs).
 
@@ -342,7 +339,10 @@ def evaluate(
             )
     if max_images is not None and max_images < 1:
         raise ValueError(f"max_images must be >= 1 or None, got {max_images}")
-    states = {p.name: _MethodState(p, label_set.num_classes) for p in predictors}
+    states = {
+        p.name: _MethodState(p, label_set.num_classes, depth=DepthAccumulator(max_depth))
+        for p in predictors
+    }
     skipped: list[dict[str, str]] = []
     pictures: list[str] = []
     evaluated = 0
@@ -371,7 +371,7 @@ def evaluate(
                     preds[p.name] = p.predict(sample)
                     times[p.name] = (time.perf_counter() - t0) * 1e3
                     _check_prediction(p.name, preds[p.name], sample)
-                gt_depth, depth_mask = _gt_depth(sample, max_depth)
+                gt_depth, depth_mask = _gt_depth(sample)
                 # Update only once every predictor has succeeded, so all rows share the split.
                 for p in predictors:
                     states[p.name].update(sample, preds[p.name], gt_depth, depth_mask)
@@ -789,8 +789,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-depth",
         type=float,
-        default=DEFAULT_MAX_DEPTH,
-        help=f"depth metric cap in metres (default: {DEFAULT_MAX_DEPTH:g})",
+        default=DEPTH_CAP_M,
+        help=f"depth metric cap in metres (default: {DEPTH_CAP_M:g})",
     )
     parser.add_argument(
         "--sgbm-disparity-range",

@@ -25,6 +25,7 @@ from stereo_semantic_ros.labels import IGNORE_LABEL
 
 __all__ = [
     "BENCHMARK_THRESHOLDS",
+    "DEPTH_CAP_M",
     "BenchmarkAccumulator",
     "ConfusionMatrix",
     "DepthAccumulator",
@@ -34,6 +35,11 @@ __all__ = [
     "depth_metrics",
     "disparity_metrics",
 ]
+
+
+DEPTH_CAP_M = 80.0
+"""Range cap of every depth metric in metres (the usual KITTI cap): ground truth beyond it is
+not scored and predictions are clipped to it, in evaluation and replay alike."""
 
 
 class MetricInputError(ValueError):
@@ -261,15 +267,23 @@ _DEPTH_FIELDS = (
 )
 
 
-def _depth_sums(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+def _depth_sums(
+    pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None, max_depth: float | None
+) -> np.ndarray:
     pred = np.asarray(pred)
     gt = np.asarray(gt)
     mask = _as_mask(valid, gt.shape)
     _check_same_shape(pred=pred, gt=gt, valid=mask)
     with np.errstate(invalid="ignore"):
         gt_ok = mask & np.isfinite(gt) & (gt > 0)
+        if max_depth is not None:
+            gt_ok &= gt <= max_depth
         both = gt_ok & np.isfinite(pred) & (pred > 0)
     p = pred[both].astype(np.float64)
+    if max_depth is not None:
+        # a near-zero disparity is a depth of thousands of metres; capped like the ground
+        # truth, it counts as "far" instead of dominating RMSE and SqRel
+        p = np.minimum(p, max_depth)
     g = gt[both].astype(np.float64)
     ratio = np.maximum(p / g, g / p)
     diff = p - g
@@ -314,11 +328,16 @@ def _depth_from_sums(sums: np.ndarray) -> dict[str, float]:
 
 
 def depth_metrics(
-    pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None
+    pred: np.ndarray,
+    gt: np.ndarray,
+    valid: np.ndarray | None = None,
+    max_depth: float | None = DEPTH_CAP_M,
 ) -> dict[str, float]:
     """Standard monocular/stereo depth metrics of one image.
 
-    Pixels are scored where ``valid & isfinite(gt) & gt > 0 & isfinite(pred) & pred > 0``.
+    Pixels are scored where ``valid & isfinite(gt) & 0 < gt <= max_depth & isfinite(pred) &
+    pred > 0``, with the prediction clipped to ``max_depth`` (Eigen et al.'s protocol, which the
+    KITTI depth benchmarks follow), so ground truth and prediction share one range.
     Unlike :func:`disparity_metrics`, pixels without a usable prediction are *excluded* (a depth
     of 0 or inf has no logarithm); ``coverage`` reports the fraction of usable ground-truth
     pixels that had a usable prediction, so that excluding them cannot go unnoticed.
@@ -326,7 +345,8 @@ def depth_metrics(
     Args:
         pred: predicted depth in metres.
         gt: ground-truth depth in metres, same shape (NaN or <= 0 where unknown).
-        valid: optional bool mask of pixels to consider (e.g. a depth cap or crop).
+        valid: optional bool mask of pixels to consider (e.g. a crop).
+        max_depth: the range cap in metres (:data:`DEPTH_CAP_M` by default); None: no cap.
 
     Returns:
         With ``d = ln(pred) - ln(gt)`` and means over the ``n`` scored pixels:
@@ -339,7 +359,7 @@ def depth_metrics(
         ``coverage``: n / number of usable ground-truth pixels; ``n``: scored pixel count.
         With ``n == 0`` every metric is NaN.
     """
-    return _depth_from_sums(_depth_sums(pred, gt, valid))
+    return _depth_from_sums(_depth_sums(pred, gt, valid, max_depth))
 
 
 class DepthAccumulator:
@@ -350,14 +370,15 @@ class DepthAccumulator:
     SILog; use :func:`depth_metrics` per image for that.)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_depth: float | None = DEPTH_CAP_M) -> None:
+        self.max_depth = max_depth
         self._sums = np.zeros(len(_DEPTH_FIELDS), dtype=np.float64)
 
     def update(
         self, pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None
     ) -> dict[str, float]:
-        """Add one image (same arguments as :func:`depth_metrics`); returns its metrics."""
-        sums = _depth_sums(pred, gt, valid)
+        """Add one image (arguments as :func:`depth_metrics`, capped at ``max_depth``)."""
+        sums = _depth_sums(pred, gt, valid, self.max_depth)
         self._sums += sums
         return _depth_from_sums(sums)
 

@@ -257,11 +257,12 @@ def test_depth_silog_is_scale_invariant() -> None:
     rng = np.random.default_rng(3)
     gt = rng.uniform(2, 50, (4, 6))
     pred = gt * rng.uniform(0.8, 1.2, gt.shape)
-    a = depth_metrics(pred, gt)
-    b = depth_metrics(pred * 1.7, gt)
+    # uncapped: clipping predictions at the range cap is not scale invariant by design
+    a = depth_metrics(pred, gt, max_depth=None)
+    b = depth_metrics(pred * 1.7, gt, max_depth=None)
     assert b["silog"] == pytest.approx(a["silog"])
     assert b["rmse_log"] > a["rmse_log"]
-    assert depth_metrics(gt * 3.0, gt)["silog"] == pytest.approx(0.0, abs=1e-7)
+    assert depth_metrics(gt * 3.0, gt, max_depth=None)["silog"] == pytest.approx(0.0, abs=1e-7)
 
 
 def test_depth_mask_and_empty() -> None:
@@ -297,3 +298,22 @@ def test_depth_accumulator_equals_metric_on_concatenation() -> None:
         assert got[key] == pytest.approx(expected[key]), key
     acc.reset()
     assert acc.compute()["n"] == 0
+
+
+def test_depth_metrics_cap_prediction_and_ground_truth_at_one_range():
+    """A near-zero disparity (5 km) next to a 50 m truth counts as 80 m, not 5 km; truth beyond
+    the cap is not scored; the accumulator applies the same cap."""
+    from stereo_semantic_ros.metrics import DEPTH_CAP_M
+
+    gt = np.array([[50.0, 120.0, 10.0]])
+    pred = np.array([[5000.0, 90.0, 10.0]])
+    capped = depth_metrics(pred, gt)
+    assert DEPTH_CAP_M == 80.0
+    assert capped["n"] == 2  # the 120 m truth is beyond the cap
+    assert capped["rmse"] == pytest.approx(np.sqrt((30.0**2 + 0.0) / 2))
+    uncapped = depth_metrics(pred, gt, max_depth=None)
+    assert uncapped["n"] == 3 and uncapped["rmse"] > 2000
+    acc = DepthAccumulator()
+    acc.update(pred, gt)
+    assert acc.compute()["rmse"] == pytest.approx(capped["rmse"])
+    assert DepthAccumulator(max_depth=None).update(pred, gt)["rmse"] == uncapped["rmse"]
