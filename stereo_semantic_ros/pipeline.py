@@ -28,11 +28,26 @@ honoured everywhere: the ``disparity`` output stays the raw pixel shift ``u_left
 network's output), depth and points use ``Z = fx * B / (d + doffs)``, and a pixel with
 ``d + doffs <= 0`` (no finite positive depth) is invalid in every output. With ``doffs = 0`` the
 arithmetic is exactly that of ``fx * B / d``.
+
+Frames the pipeline refuses to turn into results raise a :class:`FrameDroppedError` whose
+``reason`` is the node's drop reason (:data:`stereo_semantic_ros.ros.node_stats.DROP_REASONS`);
+callers count the frame under that reason and go on with the next one:
+
+* ``too_large`` (:class:`InputTooLargeError`): the network would see more pixels than the
+  :class:`InputBound` allows (``oversize_policy: downscale`` shrinks the frame instead).
+* ``non_finite_output`` (:class:`NonFiniteOutputError`): the network returned NaN or Inf in any
+  output (disparity, confidence, depth or segmentation logits). Nothing of the frame is returned:
+  argmax over NaN logits is class 0 and a NaN disparity would read as invalid, so a broken network
+  would otherwise look like an empty road.
+* ``out_of_memory`` (:class:`OutOfMemoryFrameError`): torch ran out of memory (CUDA, or the CPU
+  allocator refusing); the CUDA cache is emptied before the error is raised, so the next frame
+  starts from a clean allocator.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +79,98 @@ class InputError(ValueError):
     """A stereo pair the pipeline cannot process (shapes, dtype, calibration)."""
 
 
+class FrameDroppedError(RuntimeError):
+    """This frame gives no result; count it under :attr:`reason` and go on with the next one."""
+
+    reason = "pipeline_error"
+
+
+class InputTooLargeError(FrameDroppedError):
+    """More network pixels than :attr:`StereoPipeline.input_bound` allows (policy ``drop``)."""
+
+    reason = "too_large"
+
+
+class NonFiniteOutputError(FrameDroppedError):
+    """The network returned NaN or Inf; nothing of the frame may be used."""
+
+    reason = "non_finite_output"
+
+
+class OutOfMemoryFrameError(FrameDroppedError):
+    """torch ran out of memory on this frame; the CUDA cache has been emptied."""
+
+    reason = "out_of_memory"
+
+
+#: Peak memory of one ``StereoPipeline.run`` (every output) at ``input_scale`` 1 on the CPU, in
+#: bytes per input pixel, with the shipped weights of config/<arch>.yaml, and the max_disparity it
+#: was measured at (0: independent of it). The larger of two sizes (512x256 and 1024x512); the
+#: smaller frame costs more per pixel (fixed overheads). Measured with
+#: ``.venv/bin/python test/measure_memory.py --sizes 512x256,1024x512`` (peak RSS - RSS before,
+#: one torch thread): esp_joint 2488 / 2021, corr_mtl 937 / 948, hybridnet 288 / 295 B/pixel.
+BYTES_PER_PIXEL: dict[str, tuple[float, int]] = {
+    "esp_joint": (2500.0, 96),  # esp_joint_mixed.pt, census cost, D 96: the 4D cost volume
+    "corr_mtl": (950.0, 64),  # corr_mtl_synthetic.pt, D 64
+    "hybridnet": (300.0, 0),  # hybridnet_synthetic.pt; a monocular network: no cost volume
+}
+#: Memory the network may take per frame when ``max_input_pixels`` is automatic: leaves room for
+#: the OS, ROS and the rest of the stack on an 8 GB Jetson (CPU and GPU share that memory).
+MEMORY_BUDGET_BYTES = 3 * 2**30
+OVERSIZE_POLICIES = ("drop", "downscale")
+
+
+@dataclass(frozen=True)
+class InputBound:
+    """How many pixels the network may see per image, and what happens to a larger frame.
+
+    Attributes:
+        max_pixels: width x height at network resolution (after ``input_scale``); 0 = no bound.
+        policy: ``drop`` (raise :class:`InputTooLargeError`) or ``downscale`` (run this frame at
+            the largest scale that fits; outputs keep the input size).
+        bytes_per_pixel: the measured memory figure behind the bound, quoted in messages.
+    """
+
+    max_pixels: int = 0
+    policy: str = "drop"
+    bytes_per_pixel: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_pixels, int) or self.max_pixels < 0:
+            raise ValueError(f"max_pixels must be an integer >= 0, got {self.max_pixels!r}")
+        if self.policy not in OVERSIZE_POLICIES:
+            raise ValueError(
+                f"oversize_policy must be one of {', '.join(OVERSIZE_POLICIES)}, "
+                f"got {self.policy!r}"
+            )
+
+    @classmethod
+    def automatic(cls, architecture: str, max_disparity: int, policy: str = "drop") -> InputBound:
+        """:data:`MEMORY_BUDGET_BYTES` over the architecture's measured :data:`BYTES_PER_PIXEL`.
+
+        The figure grows linearly with ``max_disparity`` above the measured range (an upper
+        bound: only the cost volume grows with it). An architecture without a figure is taken
+        at the largest one measured.
+        """
+        figure, measured_d = BYTES_PER_PIXEL.get(
+            architecture, max(BYTES_PER_PIXEL.values(), key=lambda v: v[0])
+        )
+        if measured_d and max_disparity > measured_d:
+            figure *= max_disparity / measured_d
+        return cls(int(MEMORY_BUDGET_BYTES // figure), policy, figure)
+
+    def describe(self) -> str:
+        if not self.max_pixels:
+            return "unbounded"
+        text = f"{self.max_pixels} network pixels per image"
+        if self.bytes_per_pixel:
+            text += (
+                f" (~{self.max_pixels * self.bytes_per_pixel / 2**30:.1f} GiB at a measured "
+                f"{self.bytes_per_pixel:.0f} B/pixel)"
+            )
+        return f"{text}, larger frames: {self.policy}"
+
+
 def resolve_device(device: str) -> torch.device:
     """``auto`` -> the first CUDA device if any, else CPU; ``cpu``, ``cuda``, ``cuda:N`` as is."""
     if device == "auto":
@@ -89,6 +196,8 @@ class PipelineResult:
         labels: (H, W) uint8 train ids (argmax of the segmentation).
         points: structured array from :func:`stereo_semantic_ros.pointcloud.build_cloud`.
         timings_ms: ``network`` (forward pass) and ``total`` wall-clock milliseconds.
+        input_scale: the scale the network ran at: the pipeline's, or smaller for a frame the
+            ``downscale`` policy shrank to fit the input bound.
     """
 
     disparity: np.ndarray | None = None
@@ -97,6 +206,7 @@ class PipelineResult:
     labels: np.ndarray | None = None
     points: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    input_scale: float = 1.0
 
 
 class StereoPipeline:
@@ -113,6 +223,8 @@ class StereoPipeline:
             fp32 on the CPU (recorded in ``self.precision``).
         input_scale: the pair is resized by this factor before the network (speed); results
             are brought back to the input resolution.
+        input_bound: the most network pixels per image and what to do with a larger frame
+            (default: no bound; the node and replay use :meth:`InputBound.automatic`).
     """
 
     def __init__(
@@ -125,6 +237,7 @@ class StereoPipeline:
         device: str = "auto",
         precision: str = "fp32",
         input_scale: float = 1.0,
+        input_bound: InputBound | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -139,6 +252,7 @@ class StereoPipeline:
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
         self.input_scale = float(input_scale)
+        self.input_bound = input_bound or InputBound()
         self.stride = int(getattr(model, "stride", 8))
         self.max_disparity = int(getattr(model, "max_disparity", 192))
         self.tasks = tuple(getattr(model, "tasks", ("disparity", "segmentation")))
@@ -168,6 +282,63 @@ class StereoPipeline:
             model = get_model(architecture, **hyper)
         return cls(model, **kwargs)  # type: ignore[arg-type]
 
+    def _network_size(self, h: int, w: int, scale: float) -> tuple[int, int]:
+        return (max(self.stride, round(h * scale)), max(self.stride, round(w * scale)))
+
+    def _scale_for(self, h: int, w: int) -> float:
+        """The scale this (H, W) frame runs at under :attr:`input_bound`.
+
+        Raises:
+            InputTooLargeError: above the bound with policy ``drop``.
+        """
+        bound, scale = self.input_bound, self.input_scale
+        if not bound.max_pixels:
+            return scale
+        nh, nw = self._network_size(h, w, scale)
+        if nh * nw <= bound.max_pixels:
+            return scale
+        if bound.policy == "drop":
+            figure = (
+                f", ~{nh * nw * bound.bytes_per_pixel / 2**30:.2f} GiB at the measured "
+                f"{bound.bytes_per_pixel:.0f} B/pixel"
+                if bound.bytes_per_pixel
+                else ""
+            )
+            raise InputTooLargeError(
+                f"{w}x{h} frame at input_scale {scale:g} is {nw}x{nh} = {nh * nw} network "
+                f"pixels{figure}, above max_input_pixels {bound.max_pixels}; lower input_scale, "
+                "raise max_input_pixels if the memory is there, or set oversize_policy: downscale"
+            )
+        # shrink until it fits: rounding can land a pixel row above the bound
+        scale *= math.sqrt(bound.max_pixels / (nh * nw))
+        while scale > 1e-4:
+            nh, nw = self._network_size(h, w, scale)
+            if nh * nw <= bound.max_pixels:
+                return scale
+            scale *= 0.99
+        raise InputTooLargeError(
+            f"{w}x{h} frame cannot be shrunk below max_input_pixels {bound.max_pixels}"
+        )
+
+    def _check_finite(self, net: dict[str, torch.Tensor], w: int, h: int) -> None:
+        """Raise :class:`NonFiniteOutputError` if any network output holds NaN or Inf."""
+        if not net:
+            return
+        # one reduction and one device sync on the good path; the counts only when it failed
+        if bool(torch.stack([torch.isfinite(t).all() for t in net.values()]).all()):
+            return
+        bad = {k: int((~torch.isfinite(t)).sum()) for k, t in net.items()}
+        found = ", ".join(f"{k} {n} of {net[k].numel()} values" for k, n in bad.items() if n)
+        raise NonFiniteOutputError(
+            f"the network returned non-finite values (NaN/Inf) for this {w}x{h} frame: {found}. "
+            "Nothing of it is published; if this repeats, the weights or the precision "
+            "(fp16 overflow?) are broken"
+        )
+
+    def _release_memory(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         if self.precision == "fp32":
             return contextlib.nullcontext()
@@ -195,22 +366,21 @@ class StereoPipeline:
         return pair  # (2, H, W, 3) uint8 on the device
 
     @torch.inference_mode()
-    def infer(self, pair: torch.Tensor) -> dict[str, torch.Tensor]:
+    def infer(self, pair: torch.Tensor, scale: float | None = None) -> dict[str, torch.Tensor]:
         """Network outputs at the input resolution for an uploaded (2, H, W, 3) uint8 pair.
 
         Returns ``disparity``/``confidence`` (1, 1, H, W) (``depth`` (1, 1, H, W) metres for a
         depth network, see :meth:`_disparity_and_confidence`) and ``seg_logits`` (1, C, H, W),
-        on the device.
+        on the device. ``scale`` overrides ``input_scale`` for this pair. Raw: no finiteness
+        check and no input bound (:meth:`run` applies both).
         """
+        scale = self.input_scale if scale is None else scale
         h, w = pair.shape[1:3]
         if self.geometry == "depth":
             pair = pair[:1]  # single-image network: the left view only
         x = hwc_to_bchw(pair)
-        if self.input_scale != 1.0:
-            size = (
-                max(self.stride, round(h * self.input_scale)),
-                max(self.stride, round(w * self.input_scale)),
-            )
+        if scale != 1.0:
+            size = self._network_size(h, w, scale)
             x = F.interpolate(
                 x.float(), size=size, mode="bilinear", align_corners=False, antialias=True
             )
@@ -268,15 +438,34 @@ class StereoPipeline:
             raise InputError(
                 f"calibration is for {calib.width}x{calib.height} but the images are {w}x{h}"
             )
-        result = PipelineResult()
+        result = PipelineResult(input_scale=self.input_scale)
         if not outputs:
             return result
+        result.input_scale = scale = self._scale_for(h, w)
         t1 = time.perf_counter()
-        net = self.infer(pair)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        t2 = time.perf_counter()
-        host = self._postprocess(net, pair, calib, set(outputs), min_confidence, cloud)
+        oom = ""
+        try:
+            net = self.infer(pair, scale)
+            self._check_finite(net, w, h)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            t2 = time.perf_counter()
+            host = self._postprocess(net, pair, calib, set(outputs), min_confidence, cloud, scale)
+        except torch.OutOfMemoryError as exc:
+            oom = str(exc).splitlines()[0] if str(exc) else "out of memory"
+        except RuntimeError as exc:
+            if "can't allocate memory" not in str(exc):  # the CPU allocator's refusal
+                raise
+            oom = str(exc).splitlines()[0]
+        if oom:
+            # outside the except block: the traceback no longer pins the frame's tensors
+            net = host = None  # type: ignore[assignment]
+            self._release_memory()
+            raise OutOfMemoryFrameError(
+                f"{w}x{h} frame ran out of memory on {self.device} ({oom}); the cache was "
+                f"emptied. Input bound: {self.input_bound.describe()}; lower input_scale or "
+                "max_input_pixels, or disable unused outputs"
+            )
         result.disparity = host.get("disparity")
         result.depth = host.get("depth")
         result.confidence = host.get("confidence")
@@ -303,6 +492,7 @@ class StereoPipeline:
         outputs: set[str],
         min_confidence: float,
         cloud: PointCloudOptions,
+        scale: float,
     ) -> dict[str, np.ndarray]:
         h, w = pair.shape[1:3]
         if "seg_logits" in net:
@@ -314,7 +504,7 @@ class StereoPipeline:
             device_arrays["labels"] = labels.float()
         if outputs & GEOMETRIC_OUTPUTS:
             device_arrays.update(
-                self._geometry(net, pair, calib, labels, outputs, min_confidence, cloud)
+                self._geometry(net, pair, calib, labels, outputs, min_confidence, cloud, scale)
             )
         # one device-to-host copy for everything requested
         flat = torch.cat([t.reshape(-1).float() for t in device_arrays.values()]).cpu().numpy()
@@ -337,10 +527,11 @@ class StereoPipeline:
         outputs: set[str],
         min_confidence: float,
         cloud: PointCloudOptions,
+        scale: float,
     ) -> dict[str, torch.Tensor]:
         """Disparity, depth, confidence and points on the device, for the requested outputs."""
         h, w = pair.shape[1:3]
-        disp, conf, in_range = self._disparity_and_confidence(net, calib)
+        disp, conf, in_range = self._disparity_and_confidence(net, calib, scale)
         valid = (disp > MIN_DISPARITY) & torch.isfinite(disp) & (conf >= min_confidence)
         if in_range is not None:
             valid &= in_range
@@ -383,13 +574,13 @@ class StereoPipeline:
         return device_arrays
 
     def _disparity_and_confidence(
-        self, net: dict[str, torch.Tensor], calib: StereoCalibration
+        self, net: dict[str, torch.Tensor], calib: StereoCalibration, scale: float
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(H, W) disparity in pixels, confidence, and (depth networks) the in-range mask.
 
         A depth network's disparity is ``fx * B / Z - doffs`` with the calibration of the input
-        resolution, its confidence 1.0, and pixels beyond ``max_disparity / input_scale`` are
-        out of range (see the module docstring).
+        resolution, its confidence 1.0, and pixels beyond ``max_disparity / scale`` (the scale
+        the frame ran at) are out of range (see the module docstring).
         """
         if self.geometry == "disparity":
             return net["disparity"][0, 0], net["confidence"][0, 0], None
@@ -399,5 +590,5 @@ class StereoPipeline:
         disp = depth.new_full((), calib.fx * calib.baseline) / depth
         if calib.doffs:
             disp = disp - calib.doffs
-        in_range = disp <= self.max_disparity / self.input_scale
+        in_range = disp <= self.max_disparity / scale
         return disp, torch.ones_like(depth), in_range

@@ -24,7 +24,12 @@ from typing import Any
 from stereo_semantic_ros.checkpoint import weights_file_problem
 from stereo_semantic_ros.labels import CITYSCAPES_19, get_label_set
 from stereo_semantic_ros.networks import list_models
-from stereo_semantic_ros.pipeline import PRECISIONS, StereoPipeline
+from stereo_semantic_ros.pipeline import (
+    OVERSIZE_POLICIES,
+    PRECISIONS,
+    InputBound,
+    StereoPipeline,
+)
 from stereo_semantic_ros.pointcloud import PointCloudOptions
 from stereo_semantic_ros.ros.outputs import OUTPUT_TOPICS, OutputStyle
 
@@ -103,6 +108,20 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "factor applied to the images before the network (speed); outputs keep the input size",
         limits=(0.05, 4.0, 0.0),
     ),
+    ParameterSpec(
+        "max_input_pixels",
+        "most pixels per image the network may see (width x height after input_scale), a "
+        "memory bound; 0 = automatic: 3 GiB over the architecture's measured CPU memory per "
+        "pixel (esp_joint 2500 B, corr_mtl 950 B, hybridnet 300 B: about 1.29, 3.39 and 10.7 "
+        "megapixels)",
+        limits=(0, 1_000_000_000, 1),
+    ),
+    ParameterSpec(
+        "oversize_policy",
+        "a frame above max_input_pixels: drop (counted as too_large) or downscale (run at the "
+        "largest input_scale that fits; outputs keep the input size)",
+        choices=OVERSIZE_POLICIES,
+    ),
     ParameterSpec("approximate_sync", "approximate instead of exact time synchronisation"),
     ParameterSpec(
         "sync_slop",
@@ -174,6 +193,8 @@ class NodeSettings:
     max_disparity: int = 0
     label_set: str = ""
     input_scale: float = 1.0
+    max_input_pixels: int = 0
+    oversize_policy: str = "drop"
     approximate_sync: bool = False
     sync_slop: float = 0.01
     queue_size: int = 5
@@ -240,11 +261,27 @@ class NodeSettings:
     def build_pipeline(self) -> StereoPipeline:
         """Load the weights (or build the untrained network) on the configured device.
 
+        The pipeline's :class:`~stereo_semantic_ros.pipeline.InputBound` comes from
+        ``max_input_pixels`` and ``oversize_policy`` (see :meth:`input_bound`).
+
         Raises:
             SettingsError: the weights disagree with ``architecture``, ``max_disparity`` or
                 ``label_set``, or the device is unavailable.
             CheckpointError: the weights file cannot be used (see ``load_checkpoint``).
         """
+        pipeline = self._build_network()
+        pipeline.input_bound = self.input_bound(pipeline.max_disparity)
+        return pipeline
+
+    def input_bound(self, max_disparity: int) -> InputBound:
+        """``max_input_pixels`` as given, or (0) the automatic bound for this architecture and
+        disparity range; the measured figure is kept for the messages either way."""
+        auto = InputBound.automatic(self.architecture, max_disparity, self.oversize_policy)
+        if not self.max_input_pixels:
+            return auto
+        return InputBound(self.max_input_pixels, self.oversize_policy, auto.bytes_per_pixel)
+
+    def _build_network(self) -> StereoPipeline:
         options: dict[str, Any] = {
             "device": self.device,
             "precision": self.precision,
@@ -296,10 +333,14 @@ class NodeSettings:
             with_confidence=self.points_confidence,
         )
 
-    def output_style(self, pipeline: StereoPipeline) -> OutputStyle:
-        """DisparityImage range and colour options for ``pipeline``'s outputs."""
+    def output_style(
+        self, pipeline: StereoPipeline, input_scale: float | None = None
+    ) -> OutputStyle:
+        """DisparityImage range and colour options for ``pipeline``'s outputs; ``input_scale``:
+        the scale a frame actually ran at (``PipelineResult.input_scale``), if shrunk."""
         return OutputStyle(
-            max_disparity=disparity_range(pipeline), semantic_blend=self.semantic_blend
+            max_disparity=disparity_range(pipeline, input_scale),
+            semantic_blend=self.semantic_blend,
         )
 
     def enabled_topics(self) -> tuple[str, ...]:
@@ -312,13 +353,14 @@ class NodeSettings:
         return f"exact, queue {self.queue_size}"
 
 
-def disparity_range(pipeline: StereoPipeline) -> float:
+def disparity_range(pipeline: StereoPipeline, input_scale: float | None = None) -> float:
     """Largest disparity the pipeline can output, in pixels at input resolution.
 
     The network searches ``max_disparity`` pixels of its own input, which is the camera image
-    scaled by ``input_scale``; disparities are scaled back by ``1 / input_scale``.
+    scaled by ``input_scale`` (the pipeline's, or the smaller one a downscaled frame ran at);
+    disparities are scaled back by ``1 / input_scale``.
     """
-    return float(pipeline.max_disparity) / pipeline.input_scale
+    return float(pipeline.max_disparity) / (input_scale or pipeline.input_scale)
 
 
 def models_dir() -> Path:
