@@ -2,6 +2,7 @@
 #   make test                 ruff + the whole pytest suite
 #   make test PYTEST_ARGS='test/test_colcon_build.py -x'   a subset (paths and pytest options)
 #   make demo / make bench    run stereo_semantic_ros.demo / .bench (DEMO_ARGS / BENCH_ARGS pass on)
+#   make soak                 the live-node soak benchmark, stereo_semantic_ros.soak (SOAK_ARGS)
 #   make venv                 only (re)build the venv; make clean removes it and generated output
 
 # python3.11 is what the pinned wheels (torch CPU wheel, ROS 2 Kilted wheels) are built for.
@@ -13,13 +14,14 @@ PYTEST_ARGS ?= test
 RUFF_ARGS ?= .
 DEMO_ARGS ?=
 BENCH_ARGS ?=
+SOAK_ARGS ?= --frames 1000 --rate 10
 
 # Keep DDS traffic of the tests on this host; a test may still pick its own domain id.
 ROS_ENV := ROS_AUTOMATIC_DISCOVERY_RANGE=$${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST} \
 	ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-42}
 RUN := PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(ROS_ENV)
 
-.PHONY: test lint pytest demo bench venv clean
+.PHONY: test lint pytest demo bench soak venv clean
 
 venv: $(STAMP)
 
@@ -51,6 +53,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(RUN) $(VPY) -m stereo_semantic_ros.bench $(BENCH_ARGS)
+
+# the node runs on the soak's own --domain-id (default 73), not the tests' ROS_DOMAIN_ID
+soak: $(STAMP)
+	$(RUN) $(VPY) -m stereo_semantic_ros.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) build install log out .pytest_cache .ruff_cache *.egg-info
