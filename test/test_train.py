@@ -358,3 +358,30 @@ def test_torchrun_two_processes_on_gloo(data_root, tmp_path):
     # DDP wrappers are not saved: the weights load into the plain architecture
     assert not any(k.startswith("module.") for k in final.state_dict)
     final.build_model()
+
+
+def test_data_generate_says_what_it_renders_and_renders_only_once(tmp_path, capsys):
+    """data.generate renders the missing split (announced before the progress bar, with the
+    flag that scales it) and leaves a complete split alone."""
+    from stereo_semantic_ros.training.data import ensure_synthetic
+
+    root = tmp_path / "gen"
+    cfg = config_from_dict(
+        {
+            "model": {"architecture": "esp_joint"},
+            "data": {
+                "type": "synthetic",
+                "root": str(root),
+                "generate": {"count": 3, "width": 128, "height": 64, "seed": 5},
+            },
+        }
+    )
+    ensure_synthetic(cfg.data)
+    err = capsys.readouterr().err
+    assert "holds 0 of 3 scenes" in err and "--set data.generate.count=" in err
+    images = sorted((root / "training" / "image_2").glob("*_10.png"))
+    assert len(images) == 3
+    stamp = [p.stat().st_mtime_ns for p in images]
+    ensure_synthetic(cfg.data)
+    assert "rendering" not in capsys.readouterr().err
+    assert [p.stat().st_mtime_ns for p in images] == stamp

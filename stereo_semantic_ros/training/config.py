@@ -101,8 +101,9 @@ class DataConfig:
 class TrainSection:
     """``train:`` -- the optimisation.
 
-    ``milestones`` are steps where the learning rate is multiplied by ``lr_decay``; values
-    below 1 are fractions of ``steps`` (the paper's 400 and 500 of 600 epochs -> 2/3, 5/6).
+    ``milestones`` are where the learning rate is multiplied by ``lr_decay``, as fractions of
+    ``steps`` (the paper's 400 and 500 of 600 epochs -> 2/3, 5/6), so they scale with
+    ``--max-steps``; every shipped recipe uses fractions. Values >= 1 are absolute steps.
     ``amp`` only applies on CUDA (autocast fp16 + GradScaler). ``grad_clip``: max global L2
     norm (0 = off). ``threads``: torch CPU threads (0 = torch's default). ``device``: auto,
     cpu, cuda; under torchrun each rank takes cuda:LOCAL_RANK.

@@ -143,6 +143,14 @@ def ensure_synthetic(cfg: DataConfig) -> None:
         return
     from stereo_semantic_ros.synth import cli as synth_cli
 
+    # rendering can take minutes; say what and why before the synth progress bar starts
+    print(
+        f"stereo-semantic-train: data.generate: {cfg.root} holds {have} of {gen.count} scenes; "
+        f"rendering {gen.count} {gen.family} scenes of {gen.width}x{gen.height} (seed "
+        f"{gen.seed}) on every core. Fewer for a quick try: --set data.generate.count=20",
+        file=sys.stderr,
+    )
+
     argv = [
         "--out",
         str(cfg.root),
@@ -155,7 +163,7 @@ def ensure_synthetic(cfg: DataConfig) -> None:
         "--seed",
         str(gen.seed),
         "--workers",
-        "1",
+        "0",  # one per core (at most 8); every scene has its own seed, so the split is the same
         "--family",
         gen.family,
         "--objects-fraction",

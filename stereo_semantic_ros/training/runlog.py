@@ -144,9 +144,13 @@ def write_summary(
         "curves": str(out / "curves.png"),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    loss = summary["train_loss_last50"]
     print(
         f"{PROG}: done: {state.step} steps in {elapsed_s / 60:.1f} min "
-        f"({summary['sessions']} session(s)); final loss {summary['train_loss_last50']}; "
+        f"({summary['sessions']} session(s)); training loss "
+        + (f"{loss:.3g}" if loss is not None else "n/a")
+        + " (the weighted sum of the task losses, mean of the last 50 steps; the progress bar "
+        "shows single steps); "
         + (
             "validation "
             + ", ".join(f"{k} {v:.3f}" for k, v in state.last_val.items())
@@ -155,7 +159,11 @@ def write_summary(
             if state.last_val
             else "no validation split"
         )
-        + f"; weights {out / FINAL}",
+        + f"\n  weights     {out / FINAL}"
+        + f"\n  resumable   {out / LAST}"
+        + f"\n  curves      {out / 'curves.png'}"
+        + f"\n  logs        {out / 'log.csv'}, {out / 'log.jsonl'}"
+        + f"\n  summary     {out / 'summary.json'}",
         file=sys.stderr,
     )
     return summary
