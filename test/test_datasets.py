@@ -4,6 +4,7 @@ into the one sample format; tensors, batches and worker seeding work on top of t
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -521,3 +522,42 @@ def test_workers_get_distinct_augmentation_streams(tmp_path: Path) -> None:
     seeded = first_two(seed_worker)
     assert not torch.equal(seeded[0], seeded[1])
     assert all(torch.equal(a, b) for a, b in zip(seeded, first_two(seed_worker)))  # reproducible
+
+
+def test_cityscapes_test_split_has_no_labels_and_refuses_them(tmp_path: Path) -> None:
+    """The public test split's gtFine files are placeholders: never used as supervision."""
+    make_cityscapes(tmp_path, split="test")
+    ds = Cityscapes(tmp_path, split="test")
+    assert len(ds) == 2 and ds[0].labels is None
+    with pytest.raises(DatasetError, match="placeholder labels") as err:
+        Cityscapes(tmp_path, split="test", semantics=True)
+    assert str(tmp_path / "gtFine" / "test") in str(err.value)
+
+
+def test_vkitti2_folder_names_match_case_insensitively(tmp_path: Path) -> None:
+    """``classsegmentation`` (as the dataset's web page spells it) still yields the labels."""
+    make_vkitti2(tmp_path)
+    frames = tmp_path / "Scene01" / "clone" / "frames"
+    (frames / "classSegmentation").rename(frames / "classsegmentation")
+    (frames / "rgb").rename(frames / "RGB")
+    sample = VirtualKitti2(tmp_path)[0]
+    assert sample.labels is not None and (sample.labels[: H // 2] == 10).all()
+
+
+def test_vkitti2_variations_are_selectable_in_a_recipe(tmp_path: Path) -> None:
+    from stereo_semantic_ros.training.config import ConfigError, config_from_dict
+    from stereo_semantic_ros.training.data import training_dataset
+
+    make_vkitti2(tmp_path)
+    shutil.copytree(tmp_path / "Scene01" / "clone", tmp_path / "Scene01" / "fog")
+    recipe = {
+        "model": {"architecture": "esp_joint"},
+        "data": {"type": "vkitti2", "root": str(tmp_path), "augment": "none"},
+    }
+    assert len(training_dataset(config_from_dict(recipe).data, seed=0)) == 2  # clone only
+    recipe["data"]["variations"] = ["clone", "fog"]
+    names = [r.name for r in training_dataset(config_from_dict(recipe).data, seed=0).records]
+    assert names == [f"Scene01/{v}/{f:05d}" for v in ("clone", "fog") for f in (0, 1)]
+    recipe["data"]["type"] = "kitti2015"
+    with pytest.raises(ConfigError, match="variations"):
+        config_from_dict(recipe)

@@ -44,7 +44,8 @@ class Cityscapes(StereoDataset):
         split: ``"train"``, ``"val"``, ``"test"`` or ``"train_extra"``.
         cities: keep only these cities (e.g. ``["aachen"]``).
         semantics: True requires ``gtFine/<split>/`` labels for every frame, False ignores
-            them, None (default) uses them when ``gtFine/<split>/`` exists.
+            them, None (default) uses them when ``gtFine/<split>/`` exists. The ``test``
+            split has no labels (its gtFine files are placeholders): True is refused there.
         augment: optional transform for training.
 
     Cityscapes disparity comes from semi-global matching without an occlusion mask, so
@@ -70,6 +71,16 @@ class Cityscapes(StereoDataset):
         lefts = sorted(left_dir.glob(f"*/*{_SUFFIX}"))
         if cities is not None:
             lefts = [p for p in lefts if p.parent.name in set(cities)]
+        if split == "test":
+            # the public test split's gtFine files are placeholders (every pixel unlabelled):
+            # as supervision they would silently zero the loss and empty the mIoU
+            if semantics:
+                raise DatasetError(
+                    f"cityscapes: {root / 'gtFine' / 'test'} holds placeholder labels only (the "
+                    "test split is scored by the benchmark server); train and validate on "
+                    "'train' or 'val'"
+                )
+            semantics = False
         if semantics is None:
             semantics = (root / "gtFine" / split).is_dir()
 

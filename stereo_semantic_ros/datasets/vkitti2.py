@@ -117,28 +117,28 @@ class VirtualKitti2(StereoDataset):
         for scene in scenes:
             for variation in variations:
                 base = root / scene / variation
-                left_dir = base / "frames" / "rgb" / left_cam
+                kinds = _kind_dirs(base)
+                left_dir = base / "frames" / kinds["rgb"] / left_cam
                 if not left_dir.is_dir():
                     raise DatasetError(f"vkitti2: {left_dir} does not exist; expected {_LAYOUT}")
                 frames = sorted(int(p.stem.split("_")[-1]) for p in left_dir.glob("rgb_*.jpg"))
                 use_labels = semantics
                 if use_labels is None:
-                    use_labels = (base / "frames" / "classSegmentation").is_dir()
+                    use_labels = (base / "frames" / kinds["classSegmentation"]).is_dir()
                 if use_labels:
                     self._class_luts[(scene, variation)] = read_vkitti2_colors(base / "colors.txt")
                 self._read_calibs(scene, variation, base, frames, baseline)
                 for frame in frames:
                     files = {
-                        "left": _frame_file(base, "rgb", left_cam, frame),
-                        "right": _frame_file(base, "rgb", right_cam, frame),
-                        "depth": _frame_file(base, "depth", left_cam, frame),
-                        "right_depth": _frame_file(base, "depth", right_cam, frame),
+                        "left": _frame_file(base, kinds, "rgb", left_cam, frame),
+                        "right": _frame_file(base, kinds, "rgb", right_cam, frame),
+                        "depth": _frame_file(base, kinds, "depth", left_cam, frame),
+                        "right_depth": _frame_file(base, kinds, "depth", right_cam, frame),
                     }
                     if use_labels:
-                        files["labels"] = _frame_file(base, "classSegmentation", left_cam, frame)
-                        files["right_labels"] = _frame_file(
-                            base, "classSegmentation", right_cam, frame
-                        )
+                        seg = "classSegmentation"
+                        files["labels"] = _frame_file(base, kinds, seg, left_cam, frame)
+                        files["right_labels"] = _frame_file(base, kinds, seg, right_cam, frame)
                     records.append(
                         SampleRecord(
                             name=f"{scene}/{variation}/{frame:05d}",
@@ -308,8 +308,17 @@ _FILE_PATTERNS = {
 }
 
 
-def _frame_file(base: Path, kind: str, camera: str, frame: int) -> Path:
-    return base / "frames" / kind / camera / _FILE_PATTERNS[kind].format(frame)
+def _kind_dirs(base: Path) -> dict[str, str]:
+    """The folder name of each kind under ``base/frames``, matched case-insensitively (the
+    dataset's web page spells ``classsegmentation`` where the archives hold
+    ``classSegmentation``); the canonical name where the folder is missing."""
+    frames = base / "frames"
+    present = {p.name.lower(): p.name for p in frames.iterdir()} if frames.is_dir() else {}
+    return {kind: present.get(kind.lower(), kind) for kind in _FILE_PATTERNS}
+
+
+def _frame_file(base: Path, kinds: dict[str, str], kind: str, camera: str, frame: int) -> Path:
+    return base / "frames" / kinds[kind] / camera / _FILE_PATTERNS[kind].format(frame)
 
 
 def _camera_id(name: str) -> int:

@@ -47,6 +47,7 @@ class ValDataConfig:
     type: str | None = None
     split: str | None = None
     file_list: str | None = None
+    variations: list[str] | None = None
     indices: list[int] | str | None = None
     max_images: int | None = None
 
@@ -74,7 +75,8 @@ class DataConfig:
     mirroring works), kitti2015, cityscapes, vkitti2, or a user's own Middlebury / ETH3D
     layout folder (middlebury, eth3d: disparity only, no labels, so a disparity-only recipe).
     ``split``: kitti2015 ``training``, cityscapes ``train``, vkitti2 / middlebury / eth3d a
-    list of scenes. ``file_list``: kitti2015/synthetic only,
+    list of scenes. ``variations``: vkitti2 only, its rendering variations (``clone``,
+    ``fog``, ``15-deg-left``, ...; default ``[clone]``). ``file_list``: kitti2015/synthetic only,
     a list of scenes (path relative to ``root``), e.g. the generator's ``train.txt`` /
     ``val.txt``. ``indices``: keep these sample positions (a list or a ``"start:stop"``
     range). ``crop``: ``[height, width]`` training crop, multiples of 8. ``augment``:
@@ -89,6 +91,7 @@ class DataConfig:
     root: str = ""
     split: str | list[str] | None = None
     file_list: str | None = None
+    variations: list[str] | None = None
     indices: list[int] | str | None = None
     crop: list[int] | None = None
     augment: str | dict[str, Any] = "default"
@@ -311,6 +314,15 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"data.type must be one of {', '.join(DATASET_TYPES)}, got {d.type!r}")
     if not d.root:
         raise ConfigError("data.root is required (the dataset's directory)")
+    for where, kind, variations in (
+        ("data", d.type, d.variations),
+        ("data.val", (d.val.type or d.type) if d.val else None, d.val and d.val.variations),
+    ):
+        if variations is not None and (kind != "vkitti2" or not variations):
+            raise ConfigError(
+                f"{where}.variations lists Virtual KITTI 2 variations (e.g. [clone, fog]); it "
+                f"needs type vkitti2 and at least one name, got {variations!r} for {kind}"
+            )
     if d.generate is not None and d.type != "synthetic":
         raise ConfigError("data.generate only applies to data.type: synthetic")
     if d.crop is not None and (len(d.crop) != 2 or any(v <= 0 or v % 8 for v in d.crop)):

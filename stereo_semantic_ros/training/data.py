@@ -63,8 +63,10 @@ def open_dataset(
     split: str | list[str] | None,
     augment: Any = None,
     file_list: str | None = None,
+    variations: list[str] | None = None,
 ) -> Dataset:
-    """The dataset ``kind`` under ``root`` (lazy imports: only the one used is loaded)."""
+    """The dataset ``kind`` under ``root`` (lazy imports: only the one used is loaded);
+    ``variations``: Virtual KITTI 2's rendering variations (default ``clone``)."""
     if file_list is not None and kind not in ("synthetic", "kitti2015"):
         raise ConfigError(f"a file_list only applies to synthetic and kitti2015 data, not {kind}")
     if kind in ("synthetic", "kitti2015"):
@@ -88,7 +90,9 @@ def open_dataset(
         from stereo_semantic_ros.datasets.vkitti2 import VirtualKitti2
 
         scenes = [split] if isinstance(split, str) else split
-        return VirtualKitti2(root, scenes=scenes, augment=augment)
+        return VirtualKitti2(
+            root, scenes=scenes, variations=tuple(variations or ("clone",)), augment=augment
+        )
     if kind in ("middlebury", "eth3d"):
         from stereo_semantic_ros.datasets.middlebury import TwoViewBenchmark, is_builtin
 
@@ -196,7 +200,9 @@ class _Subset(Dataset):
 
 def training_dataset(cfg: DataConfig, seed: int) -> Any:
     """The recipe's training samples, augmented by an augmentor seeded with ``seed``."""
-    dataset = open_dataset(cfg.type, cfg.root, cfg.split, build_augmentor(cfg, seed), cfg.file_list)
+    dataset = open_dataset(
+        cfg.type, cfg.root, cfg.split, build_augmentor(cfg, seed), cfg.file_list, cfg.variations
+    )
     chosen = _indices(cfg.indices, len(dataset), "data.indices")
     return dataset if chosen is None else _Subset(dataset, chosen)
 
@@ -206,7 +212,9 @@ def validation_dataset(cfg: DataConfig) -> Any:
     if cfg.val is None:
         return None
     val = cfg.val
-    dataset = open_dataset(val.type or cfg.type, val.root, val.split, None, val.file_list)
+    dataset = open_dataset(
+        val.type or cfg.type, val.root, val.split, None, val.file_list, val.variations
+    )
     chosen = _indices(val.indices, len(dataset), "data.val.indices")
     return dataset if chosen is None else _Subset(dataset, chosen)
 
