@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from spoilt_networks import OutOfMemoryOnce, Spoiled
 
 from stereo_semantic_ros.calibration import StereoCalibration
 from stereo_semantic_ros.checkpoint import Checkpoint, save_checkpoint
@@ -41,40 +41,6 @@ def _pair(w: int = W, h: int = H) -> tuple[np.ndarray, np.ndarray, StereoCalibra
 
 def _pipeline(**kwargs: object) -> StereoPipeline:
     return StereoPipeline.untrained("esp_joint", max_disparity=16, device="cpu", **kwargs)
-
-
-class Spoiled(nn.Module):
-    """The real network, with ``value`` written into one output for the next ``frames`` calls."""
-
-    def __init__(self, inner: nn.Module, key: str, value: float, frames: int = 1) -> None:
-        super().__init__()
-        self.inner = inner
-        self.key, self.value, self.frames = key, value, frames
-
-    def forward(self, *x: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = dict(self.inner(*x))
-        if self.frames > 0:
-            self.frames -= 1
-            spoilt = out[self.key].clone(memory_format=torch.contiguous_format)
-            spoilt.view(-1)[5] = self.value
-            out[self.key] = spoilt
-        return out
-
-
-class OutOfMemoryOnce(nn.Module):
-    """Raises torch.OutOfMemoryError on its first call, as the CUDA caching allocator does when
-    a frame does not fit; this stands in for a GPU, which CI lacks."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.raised = False
-
-    def forward(self, *x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if not self.raised:
-            self.raised = True
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.20 GiB")
-        return self.inner(*x)
 
 
 # --------------------------------------------------------------------------- non-finite output

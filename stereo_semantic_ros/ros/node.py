@@ -14,7 +14,16 @@ at 1 Hz. The algorithm lives in the pipeline; this file only moves messages in a
   no inference runs at all.
 * Every frame that produces no output is counted with its reason
   (:data:`~stereo_semantic_ros.ros.node_stats.DROP_REASONS`) and logged, once per reason per
-  5 s, with what was wrong and what to do.
+  5 s, with what was wrong and what to do. Every input frame is counted once in
+  ``frames_received`` (:class:`~stereo_semantic_ros.ros.node_stats.FrameLedger`), so that
+  ``frames_received == frames_published + dropped_total + skipped_no_subscribers +
+  frames_in_flight`` in every /diagnostics message (in flight: queued in the synchroniser, in
+  the mailbox or in the worker; 0 once the inputs are quiet, except with ``message_filters``,
+  whose silent drops stay in flight).
+* Nothing is published for a frame whose network output is not finite (``non_finite_output``,
+  diagnostics ERROR), that exceeds ``max_input_pixels`` (``too_large``; or it is downscaled with
+  ``oversize_policy: downscale``) or that runs out of memory (``out_of_memory``; the CUDA cache is
+  emptied and the node goes on): the shared pipeline raises, the node counts.
 """
 
 from __future__ import annotations
@@ -54,7 +63,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
 from stereo_semantic_ros.checkpoint import CheckpointError
-from stereo_semantic_ros.pipeline import InputError
+from stereo_semantic_ros.pipeline import FrameDroppedError, InputError
 from stereo_semantic_ros.ros.conversions import stamp_to_ns
 from stereo_semantic_ros.ros.input_sync import (
     INPUT_TOPICS,
@@ -64,7 +73,9 @@ from stereo_semantic_ros.ros.input_sync import (
 )
 from stereo_semantic_ros.ros.node_stats import (
     DROP_REASONS,
+    ERROR_REASONS,
     DropCounter,
+    FrameLedger,
     LatencyWindow,
     RateMeter,
     Throttle,
@@ -161,11 +172,14 @@ class StereoSemanticNode(Node):
         self._end_to_end_ms = LatencyWindow()
         self._input_rate = RateMeter()
         self._output_rate = RateMeter()
-        self._frames_received = 0  # left images
+        self._ledger = FrameLedger()  # frames_received: every input frame once
+        self._set_stamps: OrderedDict[int, None] = OrderedDict()  # image stamps of recent sets
+        self._reset_cause = "a backwards time jump"
         self._sets = 0
         self._published = 0
         self._skipped_no_subscribers = 0
         self._drops_reported = 0  # total at the last diagnostics message
+        self._errors_reported = dict.fromkeys(ERROR_REASONS, 0)
         self._refusal = ""  # reason of the last value refused by _validate_parameters
         # per input: monotonic time and stamp of the last message, recent stamps
         self._rx_time: list[float | None] = [None] * len(INPUT_TOPICS)
@@ -182,7 +196,7 @@ class StereoSemanticNode(Node):
         settings = self._settings
         self._drop_classifier = SyncDropClassifier(
             INPUT_TOPICS,
-            self._drops.drop,
+            self._drop,
             approximate=settings.approximate_sync,
             slop=settings.sync_slop,
             queue_size=settings.queue_size,
@@ -207,7 +221,7 @@ class StereoSemanticNode(Node):
             queue_size=settings.queue_size,
             on_message=self._on_input,
             on_set=self._on_set,
-            on_drop=self._drop_classifier,
+            on_drop=self._on_sync_drop,
         )
         self._jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(
@@ -309,7 +323,8 @@ class StereoSemanticNode(Node):
             f"device {self._device_name()}, precision {precision}, max_disparity "
             f"{pipe.max_disparity} px, label set {pipe.label_set.name} "
             f"({pipe.label_set.num_classes} classes), input_scale {settings.input_scale:g}, "
-            f"sync {settings.sync_description()}, inputs {settings.qos_reliability}"
+            f"input bound {pipe.input_bound.describe()}, sync {settings.sync_description()}, "
+            f"inputs {settings.qos_reliability}"
         )
         if weights is None:
             self.get_logger().warning(
@@ -367,6 +382,7 @@ class StereoSemanticNode(Node):
                 f"({self._inputs.backend})"
             )
         elif not wanted and self._inputs.connected:
+            self._reset_cause = "the inputs were unsubscribed (no subscriber on any output)"
             self._inputs.disconnect()
             self.get_logger().info("no subscriber on any enabled output: inputs unsubscribed")
 
@@ -391,7 +407,7 @@ class StereoSemanticNode(Node):
         if index in (LEFT, RIGHT) and self._unpaired_since is None:
             self._unpaired_since = now
         if index == LEFT:
-            self._frames_received += 1
+            self._ledger.receive(stamp)
             self._input_rate.tick()
             self._left_rx[stamp] = now
             while len(self._left_rx) > 64:
@@ -404,7 +420,33 @@ class StereoSemanticNode(Node):
         if self._warn_throttle.admit("time_jump") is not None:
             self.get_logger().warning(f"{why}: resetting the synchroniser")
         self._last_set_stamp = None
+        self._reset_cause = "a backwards time jump"
         self._inputs.reset()
+
+    def _drop(self, reason: str, stamp: int | None, detail: str, level: str = "error") -> bool:
+        """Count a dropped frame once; an image lost on its own is a received frame too."""
+        counted = self._drops.drop(reason, stamp, detail, level=level)
+        if counted:
+            self._ledger.receive(stamp)
+        return counted
+
+    def _on_sync_drop(self, index: int, msg: Any, reason: str) -> None:
+        """A message left the synchroniser without a set (executor thread, like _on_set)."""
+        if index not in (LEFT, RIGHT):
+            return  # a camera_info nobody paired is no lost frame
+        stamp = stamp_to_ns(msg.header.stamp)
+        if stamp in self._set_stamps:
+            return  # a copy of an image already in a set: that set's outcome counts the frame
+        if reason == "reset":
+            self._drop(
+                "input_reset",
+                stamp,
+                f"{INPUT_TOPICS[index]} was still waiting for its partners when "
+                f"{self._reset_cause} reset the synchroniser. Frame dropped",
+                level="warn",
+            )
+            return
+        self._drop_classifier(index, msg, reason)
 
     def _on_set(
         self, left: Image, right: Image, left_info: CameraInfo, right_info: CameraInfo
@@ -412,10 +454,14 @@ class StereoSemanticNode(Node):
         """A synchronised set: into the mailbox, replacing (and counting) any pending one."""
         now = time.monotonic()
         stamp = stamp_to_ns(left.header.stamp)
+        for image in (left, right):
+            self._set_stamps[stamp_to_ns(image.header.stamp)] = None
+        while len(self._set_stamps) > 1024:
+            self._set_stamps.popitem(last=False)
         last = self._last_set_stamp
         if last is not None and stamp <= last:
             # message_filters emits older sets, and a set can repeat a stamp; never go back
-            self._drops.drop(
+            self._drop(
                 "stale_stamp",
                 stamp,
                 f"set is not newer than the last processed one ({format_stamp(last)}); "
@@ -430,7 +476,7 @@ class StereoSemanticNode(Node):
             replaced, self._mailbox = self._mailbox, frame
             self._mailbox_cond.notify()
         if replaced is not None:
-            self._drops.drop(
+            self._drop(
                 "busy",
                 replaced.stamp_ns,
                 "inference was still running on an earlier frame, so this pending frame was "
@@ -455,7 +501,7 @@ class StereoSemanticNode(Node):
                 if self._stopping or not self.context.ok():
                     return
                 text = f"{type(exc).__name__}: {exc}. Frame dropped\n{traceback.format_exc()}"
-                if not self._drops.drop("pipeline_error", frame.stamp_ns, text):
+                if not self._drop("pipeline_error", frame.stamp_ns, text):
                     # the frame was already counted: the failure came after its drop
                     self.get_logger().error(f"internal error: {text}")
 
@@ -471,7 +517,12 @@ class StereoSemanticNode(Node):
                 frame.left, frame.right, frame.left_info, frame.right_info
             )
         except RejectedFrameError as exc:
-            self._drops.drop(exc.reason, stamp, f"{str(exc).rstrip('.')}. Frame dropped")
+            self._drop(exc.reason, stamp, f"{str(exc).rstrip('.')}. Frame dropped")
+            return
+        # after decoding: an unreadable image or calibration is the more useful reason to report
+        mismatch = frame_id_mismatch(frame.left, frame.right, frame.left_info, frame.right_info)
+        if mismatch:
+            self._drop("frame_id_mismatch", stamp, f"{mismatch}. Frame dropped")
             return
         try:
             result = self._pipeline.run(
@@ -483,8 +534,13 @@ class StereoSemanticNode(Node):
                 cloud=settings.cloud_options(),
             )
         except InputError as exc:  # decode_stereo_inputs checked the pair: unexpected here
-            self._drops.drop("pipeline_error", stamp, f"{exc}. Frame dropped")
+            self._drop("pipeline_error", stamp, f"{exc}. Frame dropped")
             return
+        except FrameDroppedError as exc:  # non-finite output, too large, out of memory
+            self._drop(exc.reason, stamp, f"{str(exc).rstrip('.')}. Frame dropped")
+            return
+        if result.input_scale != self._pipeline.input_scale:
+            self._note_downscaled(frame, result.input_scale)
         header = frame.left.header
         msgs = build_messages(
             result,
@@ -494,7 +550,7 @@ class StereoSemanticNode(Node):
             self._pipeline.label_set,
             left_rgb,
             topics,
-            settings.output_style(self._pipeline),
+            settings.output_style(self._pipeline, result.input_scale),
         )
         for topic, msg in msgs.items():
             self._pubs[topic].publish(msg)
@@ -505,6 +561,18 @@ class StereoSemanticNode(Node):
             self._inference_ms.add(result.timings_ms["network"])
             self._pipeline_ms.add(result.timings_ms["total"])
         self._end_to_end_ms.add((done - frame.received) * 1e3)
+
+    def _note_downscaled(self, frame: _FrameSet, scale: float) -> None:
+        held = self._warn_throttle.admit("downscaled")
+        if held is None:
+            return
+        bound = self._pipeline.input_bound
+        self.get_logger().warning(
+            f"{frame.left.width}x{frame.left.height} frame at stamp {format_stamp(frame.stamp_ns)} "
+            f"ran at input_scale {scale:.3f} instead of {self._pipeline.input_scale:g} to stay "
+            f"within max_input_pixels ({bound.describe()})"
+            + (f" [{held} more downscaled frame(s) not logged]" if held else "")
+        )
 
     # ------------------------------------------------------------------ timer
 
@@ -551,6 +619,11 @@ class StereoSemanticNode(Node):
         drops = self._drops.counts
         total_drops = sum(drops.values())
         new_drops, self._drops_reported = total_drops - self._drops_reported, total_drops
+        new_errors = {r: drops[r] - self._errors_reported[r] for r in ERROR_REASONS}
+        self._errors_reported = {r: drops[r] for r in ERROR_REASONS}
+        # read after the drops: a frame counted in between shows as in flight, never negative
+        received = self._ledger.received
+        published, skipped = self._published, self._skipped_no_subscribers
         inference = self._inference_ms.summary()
         pipeline = self._pipeline_ms.summary()
         end_to_end = self._end_to_end_ms.summary()
@@ -562,6 +635,18 @@ class StereoSemanticNode(Node):
         if new_drops:
             level = DiagnosticStatus.WARN
             problems.append(f"{new_drops} frame(s) dropped in the last second")
+        if new_errors["non_finite_output"]:
+            level = DiagnosticStatus.ERROR
+            problems.append(
+                f"{new_errors['non_finite_output']} frame(s) with non-finite (NaN/Inf) network "
+                "output, not published: check the weights and precision"
+            )
+        if new_errors["out_of_memory"]:
+            level = DiagnosticStatus.ERROR
+            problems.append(
+                f"{new_errors['out_of_memory']} frame(s) ran out of memory: lower "
+                "max_input_pixels or input_scale"
+            )
         if not self._inputs.connected:
             summary = "idle: no subscriber on any enabled output"
         else:
@@ -581,6 +666,8 @@ class StereoSemanticNode(Node):
             ("label_set", pipe.label_set.name),
             ("max_disparity_px", f"{disparity_range(pipe):g}"),
             ("input_scale", f"{settings.input_scale:g}"),
+            ("max_input_pixels", pipe.input_bound.max_pixels),
+            ("oversize_policy", pipe.input_bound.policy),
             ("sync", f"{settings.sync_description()} ({self._inputs.backend})"),
             ("inputs_subscribed", str(self._inputs.connected).lower()),
             ("input_rate_hz", f"{in_rate:.2f}"),
@@ -592,11 +679,12 @@ class StereoSemanticNode(Node):
             ("end_to_end_ms_mean", f"{end_to_end[0]:.2f}"),
             ("end_to_end_ms_p90", f"{end_to_end[1]:.2f}"),
             ("latency_window_frames", end_to_end[2]),
-            ("frames_received", self._frames_received),
+            ("frames_received", received),
             ("sets_synchronised", self._sets),
-            ("frames_published", self._published),
-            ("skipped_no_subscribers", self._skipped_no_subscribers),
+            ("frames_published", published),
+            ("skipped_no_subscribers", skipped),
             ("dropped_total", total_drops),
+            ("frames_in_flight", received - published - skipped - total_drops),
             *((f"dropped_{reason}", drops[reason]) for reason in DROP_REASONS),
             *((f"sync_{key}", n) for key, n in self._inputs.stats.items()),
         ]
@@ -622,6 +710,36 @@ class StereoSemanticNode(Node):
         if worker is not None and worker.is_alive():
             worker.join(timeout=10.0)
         super().destroy_node()
+
+
+def frame_id_mismatch(
+    left: Image, right: Image, left_info: CameraInfo, right_info: CameraInfo
+) -> str:
+    """Why an image and its camera_info cannot describe the same camera, or ''.
+
+    Each image must carry its own camera_info's frame_id: another frame means the remapping
+    paired the image with another camera's calibration. An empty frame_id is not compared (some
+    recorders drop it). Left and right frame_ids may differ: each camera of a stereo pair has
+    its own optical frame (stereo_image_proc, camera drivers), and outputs use the left one.
+    """
+    problems = [
+        f"{topic} frame_id {image.header.frame_id!r} but {info_topic} frame_id "
+        f"{info.header.frame_id!r}"
+        for topic, image, info_topic, info in (
+            ("left/image_rect", left, "left/camera_info", left_info),
+            ("right/image_rect", right, "right/camera_info", right_info),
+        )
+        if image.header.frame_id
+        and info.header.frame_id
+        and image.header.frame_id != info.header.frame_id
+    ]
+    if not problems:
+        return ""
+    return (
+        "; ".join(problems)
+        + ": an image and its camera_info must name the same camera frame (check the remappings "
+        "and the driver's frame_id settings)"
+    )
 
 
 def _restamped(info: CameraInfo, header: Any) -> CameraInfo:

@@ -23,9 +23,16 @@ DROP_REASONS: tuple[str, ...] = (
     "size_mismatch",  # left and right images, or images and camera_info, differ in size
     "bad_calibration",  # camera_info unusable: zero baseline, no P matrix, sizes differ
     "stale_stamp",  # stamp not newer than the last processed frame
+    "frame_id_mismatch",  # an image and its camera_info name different frames
     "busy",  # replaced in the single-slot mailbox by a newer frame while inference ran
-    "pipeline_error",  # the network or post-processing raised
+    "too_large",  # more network pixels than max_input_pixels (oversize_policy: drop)
+    "non_finite_output",  # the network returned NaN/Inf: nothing of the frame is published
+    "out_of_memory",  # torch ran out of memory on the frame (the CUDA cache was emptied)
+    "input_reset",  # queued when the synchroniser was reset (time jump back, inputs unsubscribed)
+    "pipeline_error",  # the network or post-processing raised anything else
 )
+#: Reasons that mean the network or its weights are broken, not the input: diagnostics ERROR.
+ERROR_REASONS: tuple[str, ...] = ("non_finite_output", "out_of_memory")
 
 LogFn = Callable[[str, str], None]
 """``log(level, text)`` with level ``"error"`` or ``"warn"``."""
@@ -121,6 +128,43 @@ class DropCounter:
                 )
             self._log(level, text)
         return True
+
+
+class FrameLedger:
+    """Counts each input frame once, so that received == published + dropped + skipped.
+
+    A frame is known by one stamp: its left image's, or, for an image lost without a set (which
+    :class:`DropCounter` counts under that image's stamp), the dropped image's. Counting the
+    union of those stamps makes the totals add up in approximate sync too, where a lost left
+    and a lost right image of different stamps are two drops. Duplicates (a stamp seen again)
+    are not counted twice.
+
+    Args:
+        remember: how many recent stamps are kept to recognise a repeated one.
+    """
+
+    def __init__(self, remember: int = 4096) -> None:
+        self._seen: OrderedDict[int, None] = OrderedDict()
+        self._remember = remember
+        self._received = 0
+        self._lock = threading.Lock()
+
+    @property
+    def received(self) -> int:
+        with self._lock:
+            return self._received
+
+    def receive(self, stamp_ns: int | None) -> bool:
+        """Count the frame at ``stamp_ns`` as received unless already counted; True if new."""
+        with self._lock:
+            if stamp_ns is not None:
+                if stamp_ns in self._seen:
+                    return False
+                self._seen[stamp_ns] = None
+                while len(self._seen) > self._remember:
+                    self._seen.popitem(last=False)
+            self._received += 1
+            return True
 
 
 class LatencyWindow:
