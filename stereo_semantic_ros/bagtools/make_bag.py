@@ -17,6 +17,12 @@ topic                     type                        contents
 Messages are serialised with ``rosbags`` (no ROS install needed); the metadata carries the
 message definitions and RIHS01 type hashes that ``ros2 bag`` checks. Ground-truth topics are
 only written for samples that have the ground truth.
+
+The bag directory carries make-bag's marker ``.stereo_semantic_output`` (written before any
+data; rosbag2 readers ignore it), so ``--overwrite`` replaces a bag make-bag wrote and nothing
+else. Each frame is written through to the file as it is done and counted in ``progress.json``
+(deleted at the end): a make-bag killed with SIGKILL leaves a bag that ``--repair DIR`` turns
+into a readable one holding every whole frame (see :mod:`~stereo_semantic_ros.bagtools.bagio`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ import numpy as np
 
 from stereo_semantic_ros.bagtools import messages as M
 from stereo_semantic_ros.bagtools.bagio import (
+    MAKE_BAG_TOOL,
+    PROGRESS,
     BagError,
     BagWriter,
     check_output_path,
@@ -157,7 +165,7 @@ def write_bag(
         raise MakeBagError(f"--count must be >= 1, got {count}")
     if not frame_id or frame_id.startswith("/"):
         raise MakeBagError(f"--frame-id must be a non-empty tf frame without '/', got {frame_id!r}")
-    out = check_output_path(out, overwrite)
+    out = check_output_path(out, overwrite, tool=MAKE_BAG_TOOL)
     summary = BagSummary(path=out, storage=storage)
     period_ns = round(1e9 / rate_hz)
     start_ns = round(start_s * 1e9)
@@ -165,7 +173,14 @@ def write_bag(
     from tqdm import tqdm
 
     bar = tqdm(total=count, unit="frame", desc="make-bag", disable=not progress, file=sys.stderr)
-    writer = BagWriter(out, storage_plugin(storage), version=bag_version)
+    writer = BagWriter(
+        out,
+        storage_plugin(storage),
+        version=bag_version,
+        owner=MAKE_BAG_TOOL,
+        progress=out / PROGRESS,
+    )
+    writer.commit({"frames": {"written": 0, "skipped": 0}})
     try:
         for i, item in enumerate(samples):
             if i >= count:
@@ -180,9 +195,11 @@ def write_bag(
                 writer.write(TOPICS[role], msg, stamp)
             summary.frames += 1
             summary.height, summary.width = sample.size
+            writer.commit({"frames": {"written": summary.frames, "skipped": len(summary.skipped)}})
     finally:
         bar.close()
         writer.close()
+    (out / PROGRESS).unlink(missing_ok=True)  # finished: nothing for --repair to do
     summary.topic_counts = dict(writer.counts)
     summary.duration_s = (summary.frames - 1) / rate_hz if summary.frames > 1 else 0.0
     summary.size_bytes = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
@@ -254,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write stereo samples (synthetic scenes or a dataset) as a rosbag2 with "
         "rectified images, camera infos and ground truth.",
     )
-    p.add_argument("--out", required=True, type=Path, help="bag directory to create")
+    p.add_argument("--out", type=Path, help="bag directory to create (required)")
     p.add_argument(
         "--source",
         choices=(*SOURCES, BUILTIN_MOTORCYCLE),
@@ -312,7 +329,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--right-frame-id",
         help="tf frame of the right camera (default: the left one with 'left' replaced by 'right')",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out; only a bag make-bag wrote (marked by its "
+        ".stereo_semantic_output file) is ever deleted",
+    )
+    p.add_argument(
+        "--repair",
+        type=Path,
+        metavar="DIR",
+        help="make the bag of a make-bag that was killed readable, keeping every whole frame",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -320,6 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns 0 on success, 2 on bad input."""
     args = build_parser().parse_args(argv)
+    if args.repair is not None:
+        from stereo_semantic_ros.bagtools.recovery import repair_main
+
+        return repair_main(args.repair, MAKE_BAG_TOOL)
+    if args.out is None:
+        print("stereo-semantic-make-bag: error: --out is required", file=sys.stderr)
+        return 2
     try:
         if args.source == "synthetic":
             if args.data is not None:

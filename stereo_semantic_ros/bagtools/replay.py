@@ -11,9 +11,19 @@ a ``/diagnostics`` summary once per second of bag time. Where the bag has ``grou
 scored.
 
 Results: ``<OUT>/bag`` (the output bag), ``<OUT>/report.json``, ``<OUT>/previews/*.png`` and a
-summary table on stdout. Exit codes: 0 done; 2 the bag cannot be read (missing, corrupt,
-truncated, empty, without the input topics), the output exists, or a setting is refused;
-130 interrupted (the output bag is still closed properly and the report written).
+summary table on stdout. ``<OUT>`` carries the marker ``.stereo_semantic_output`` from its
+creation on: ``--overwrite`` deletes nothing else (:func:`~stereo_semantic_ros.bagtools.bagio.
+check_output_path`). While replay runs, ``<OUT>/progress.json`` says how far it got, updated
+after each frame once that frame is in the bag file; a replay killed with SIGKILL leaves it, and
+``--repair <OUT>`` (:mod:`~stereo_semantic_ros.bagtools.recovery`) then rebuilds a readable bag
+of every frame finished before the kill and a report saying so.
+
+Exit codes: 0 done; 2 the bag cannot be read (missing, corrupt, truncated, empty, without the
+input topics; or damage found part-way, after which the output keeps everything before it), the
+output is refused (exists, a symbolic link, the input bag, not ours to delete), or a setting is
+refused; 3 (:data:`EXIT_NOTHING_PROCESSED`) not a single frame was processed; 4
+(:data:`EXIT_STRICT_FAILED`) with ``--strict``, a frame failed; 130 interrupted (the output bag
+is still closed properly and the report written).
 
 Here are the command (:func:`main`) and :func:`run_replay`, which opens the bag, runs the loop
 with its progress bar and Ctrl-C handling, and writes the results. The parts, beside it:
@@ -39,22 +49,34 @@ from pathlib import Path
 from typing import Any
 
 from stereo_semantic_ros.bagtools.bagio import (
+    PROGRESS,
+    REPLAY_TOOL,
     BagError,
     BagWriter,
     check_output_path,
+    create_output_dir,
     open_bag,
     storage_plugin,
 )
 from stereo_semantic_ros.bagtools.previews import preview_plan
+from stereo_semantic_ros.bagtools.recovery import repair_main
 from stereo_semantic_ros.bagtools.replay_input import check_input_topics, messages_until_damage
 from stereo_semantic_ros.bagtools.replay_options import (
+    EXIT_NOTHING_PROCESSED,
+    EXIT_STRICT_FAILED,
     ReplayOptions,
     build_parser,
     options_from_args,
     print_warnings,
 )
 from stereo_semantic_ros.bagtools.replay_run import ReplayRun
-from stereo_semantic_ros.bagtools.report import replay_report, summary_table, write_report
+from stereo_semantic_ros.bagtools.report import (
+    frames_section,
+    messages_section,
+    replay_report,
+    summary_table,
+    write_report,
+)
 from stereo_semantic_ros.pipeline import StereoPipeline
 from stereo_semantic_ros.ros.settings import NodeSettings
 
@@ -78,10 +100,10 @@ def run_replay(options: ReplayOptions, pipeline: StereoPipeline | None = None) -
     reader = open_bag(bag)
     try:
         available = check_input_topics(reader, options.topics, bag)
-        out = check_output_path(options.out, options.overwrite)
+        out = check_output_path(options.out, options.overwrite, tool=REPLAY_TOOL, inputs=[bag])
         if pipeline is None:
             pipeline = build_pipeline(options.settings)
-        out.mkdir(parents=True)
+        create_output_dir(out, REPLAY_TOOL)
         state = ReplayRun(options, pipeline)
         roles = state.roles
         state.gt_present = {
@@ -92,8 +114,24 @@ def run_replay(options: ReplayOptions, pipeline: StereoPipeline | None = None) -
         n_left = available[options.topics.left_image][1]
         n_plan = n_left if options.max_frames is None else min(n_left, options.max_frames)
         state.preview_plan = preview_plan(n_plan, options.previews)
-        state.writer = BagWriter(out / "bag", storage_plugin(options.storage))
+        state.writer = BagWriter(
+            out / "bag", storage_plugin(options.storage), progress=out / PROGRESS
+        )
+
+        def commit() -> None:
+            assert state.writer is not None
+            state.writer.commit(
+                {
+                    "input_bag": str(bag),
+                    "frames": frames_section(state),
+                    "messages": messages_section(state),
+                }
+            )
+
+        commit()
+        committed_fates = 0
         interrupted = False
+        completed = False
         from tqdm import tqdm
 
         bar = tqdm(
@@ -106,6 +144,9 @@ def run_replay(options: ReplayOptions, pipeline: StereoPipeline | None = None) -
                     reader, connections, state.bag_damaged
                 ):
                     state.handle(reader, conn, log_ns, raw)
+                    if state.handled != committed_fates:  # a frame finished: into the file
+                        committed_fates = state.handled
+                        commit()
                     bar.update(state.handled - bar.n)
                     bar.set_postfix(
                         ok=state.processed,
@@ -120,6 +161,7 @@ def run_replay(options: ReplayOptions, pipeline: StereoPipeline | None = None) -
                 if not stop.requested:
                     state.process_pending(final=True)
                     bar.update(state.handled - bar.n)
+                    completed = state.error is None
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handler
             interrupted = True
         finally:
@@ -133,12 +175,51 @@ def run_replay(options: ReplayOptions, pipeline: StereoPipeline | None = None) -
             state.writer.close()
         report = replay_report(options, state, available, time.perf_counter() - t_start)
         report["interrupted"] = interrupted
+        report["complete"] = completed and not interrupted
+        report["exit_code"] = 130 if interrupted else exit_code(report, options.strict)
         write_report(out / "report.json", report)
+        (out / PROGRESS).unlink(missing_ok=True)  # finished: nothing for --repair to do
         if interrupted:
             raise KeyboardInterrupt
         return report
     finally:
         reader.close()
+
+
+def exit_code(report: dict[str, Any], strict: bool) -> int:
+    """0, or the documented code of what went wrong (see the module docstring)."""
+    frames = report["frames"]
+    if report["error"]:
+        return 2
+    if frames["processed"] == 0:
+        return EXIT_NOTHING_PROCESSED
+    if strict and frames["failed_total"]:
+        return EXIT_STRICT_FAILED
+    return 0
+
+
+def exit_message(report: dict[str, Any]) -> str | None:
+    """The one-line error for a non-zero :func:`exit_code` (None for 0)."""
+    frames = report["frames"]
+    reasons = {
+        **{f"dropped {k}": n for k, n in frames["dropped"].items() if n},
+        **{f"failed {k}": n for k, n in frames["failed"].items() if n},
+    }
+    why = ", ".join(f"{k} {n}" for k, n in reasons.items()) or "no frame formed"
+    code = report["exit_code"]
+    if code == 2:
+        return str(report["error"])
+    if code == EXIT_NOTHING_PROCESSED:
+        return (
+            f"no frame was processed: {frames['received']} left images read ({why}); see "
+            f"{report['report']}"
+        )
+    if code == EXIT_STRICT_FAILED:
+        n = frames["failed_total"]
+        failed = ", ".join(f"{k} {v}" for k, v in frames["failed"].items() if v)
+        plural = "s" if n != 1 else ""
+        return f"--strict: {n} frame{plural} failed ({failed}); see {report['report']}"
+    return None
 
 
 class _CtrlC:
@@ -169,8 +250,11 @@ class _CtrlC:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: 0 done, 2 unusable bag / refused settings, 130 interrupted."""
+    """Console entry point: 0 done, 2 unusable bag / refused output or settings, 3 nothing
+    processed, 4 ``--strict`` and a frame failed, 130 interrupted."""
     args = build_parser().parse_args(argv)
+    if args.repair is not None:
+        return repair_main(args.repair, REPLAY_TOOL)
     try:
         options = options_from_args(args)
         print_warnings(options.warnings)
@@ -188,7 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\noutput bag: {report['output_bag']}\nreport:     {report['report']}")
     if report["previews"]:
         print(f"previews:   {Path(report['previews'][0]).parent}/")
-    return 2 if report["error"] else 0
+    message = exit_message(report)
+    if message:
+        print(f"stereo-semantic-replay: error: {message}", file=sys.stderr)
+    return report["exit_code"]
 
 
 if __name__ == "__main__":

@@ -21,6 +21,10 @@ from stereo_semantic_ros.bagtools.make_bag import TOPICS as BAG_TOPICS
 from stereo_semantic_ros.ros.settings import NodeSettings, read_parameter_file, resolve_weights
 
 INPUT_ROLES = ("left_image", "right_image", "left_info", "right_info")
+EXIT_NOTHING_PROCESSED = 3
+"""Exit code of a replay that processed no frame at all (e.g. no image decoded)."""
+EXIT_STRICT_FAILED = 4
+"""Exit code of a ``--strict`` replay in which a frame failed."""
 GT_ROLES = ("gt_disparity", "gt_labels")
 DEFAULT_WEIGHTS = "esp_joint_mixed.pt"
 """The shipped weights (in the package's models/), used by the demo."""
@@ -62,6 +66,7 @@ class ReplayOptions:
     namespace: str = ""
     max_frames: int | None = None
     overwrite: bool = False
+    strict: bool = False
     previews: int = 3
     progress: bool = True
     warnings: list[str] = field(default_factory=list)
@@ -147,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bag with every output topic, report.json and PNG previews, and prints accuracy "
         "(where the bag has ground truth), latency and throughput.",
     )
-    p.add_argument("bag", type=Path, help="rosbag2 directory, or a .mcap / .db3 file")
+    p.add_argument("bag", type=Path, nargs="?", help="rosbag2 directory, or a .mcap / .db3 file")
     p.add_argument(
         "--params",
         type=Path,
@@ -155,7 +160,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="the node's ROS 2 parameter file (default: the package's config/esp_joint.yaml)",
     )
     p.add_argument("--out", type=Path, help="output directory (default: out/replay/<bag name>)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out; only an output of stereo-semantic-replay (marked by "
+        "its .stereo_semantic_output file) is ever deleted",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help=f"exit with {EXIT_STRICT_FAILED} when any frame failed (bad encoding, size, "
+        "calibration, undecodable bytes, pipeline error), not only when none was processed",
+    )
+    p.add_argument(
+        "--repair",
+        type=Path,
+        metavar="DIR",
+        help="make an unfinished output (a replay or make-bag that was killed) readable: "
+        "rebuild its bag from every frame finished before the kill and write its report; "
+        "no BAG needed",
+    )
     p.add_argument(
         "--weights",
         help="checkpoint, overrides the parameter file (relative: "
@@ -201,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace) -> ReplayOptions:
     """Parsed arguments -> :class:`ReplayOptions` (settings loaded and validated)."""
+    if args.bag is None:
+        raise ReplayError("give the BAG to replay (or --repair DIR)")
     if args.max_frames is not None and args.max_frames < 1:
         raise ReplayError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.previews < 0:
@@ -227,6 +253,7 @@ def options_from_args(args: argparse.Namespace) -> ReplayOptions:
         namespace=args.namespace,
         max_frames=args.max_frames,
         overwrite=args.overwrite,
+        strict=args.strict,
         previews=args.previews,
         progress=not args.no_progress,
         warnings=warnings,

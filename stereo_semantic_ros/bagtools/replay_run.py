@@ -8,13 +8,19 @@
    file's ``approximate_sync``, ``sync_slop`` and ``queue_size``, newest-wins, as the node's
    built-in synchroniser. A stamp more than 1 s older than the last set resets it (bag loop).
 3. Every left/right image that leaves the synchroniser without a set is a dropped frame, with
-   the node's reasons (:class:`~stereo_semantic_ros.ros.sync_drops.SyncDropClassifier`).
+   the node's reasons (:class:`~stereo_semantic_ros.ros.sync_drops.SyncDropClassifier`). A left
+   image whose bytes do not decode is a failed frame (``undecodable``).
 4. A set waits for its ground truth (same stamp as the left image) at most 1 s of bag time, then
    goes through :func:`~stereo_semantic_ros.bagtools.replay_frame.process_set`; its messages are
    written at the left image's receive time, it is scored against the ground truth
    (:class:`~stereo_semantic_ros.bagtools.report.GroundTruthScores`) and, if planned, previewed.
 5. A ``/diagnostics`` summary, with the node's key names, is written once per second of bag time
    and at the end.
+
+Every left image read gets one fate, so the report's counts add up:
+``left images read + frames dropped without a left image == processed + dropped + failed +
+unprocessed at stop + left images without a fate`` (the last: still waiting in the synchroniser
+when replay stopped, replaced by a copy with the same stamp, or cleared by a time jump).
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ JUMP_BACK_NS = 1_000_000_000
 GT_WAIT_NS = 1_000_000_000
 """A synchronised set waits at most this much bag time for its ground-truth messages."""
 DIAGNOSTICS_PERIOD_NS = 1_000_000_000
+UNDECODABLE_PRINTED = 5
+"""Undecodable messages printed per topic; a topic of foreign bytes would flood the terminal."""
 
 
 class ReplayRun:
@@ -69,6 +77,11 @@ class ReplayRun:
         self.drop_log: list[dict[str, Any]] = []
         self.per_frame: list[dict[str, Any]] = []
         self.undecodable: dict[str, int] = {}
+        self.messages_read: dict[str, int] = {}
+        self.undecodable_left = 0
+        self.without_left_image = 0
+        # left image stamp -> left images read with that stamp whose frame has no fate yet
+        self._unfated: dict[int, int] = {}
         self.left_images = 0
         self.paired = 0
         self.processed = 0
@@ -105,17 +118,40 @@ class ReplayRun:
 
     # -- book-keeping --------------------------------------------------------------------------
 
-    def drop_frame(self, reason: str, stamp: int | None, detail: str) -> None:
-        """Count a frame once (several of its messages may be dropped), like DropCounter."""
+    def drop_frame(
+        self, reason: str, stamp: int | None, detail: str, *, paired: bool = False
+    ) -> None:
+        """Count a frame once (several of its messages may be dropped), like DropCounter.
+
+        ``paired``: the frame is a synchronised set whose left image already has its fate.
+        """
         if stamp is not None:
             if stamp in self._dropped_stamps:
                 return
             self._dropped_stamps.add(stamp)
+            if not paired and not self._settle_left(stamp):
+                self.without_left_image += 1
         self.frame_drops[reason] += 1
         entry = {"stamp": format_stamp(stamp), "reason": reason, "detail": detail}
         self.drop_log.append(entry)
         if reason in FAILED_REASONS:
             self.per_frame.append({"stamp": entry["stamp"], "status": reason, "detail": detail})
+
+    def _settle_left(self, stamp: int) -> bool:
+        """Give one left image of ``stamp`` its fate; False when none is waiting for one."""
+        n = self._unfated.get(stamp, 0)
+        if not n:
+            return False
+        if n == 1:
+            del self._unfated[stamp]
+        else:
+            self._unfated[stamp] = n - 1
+        return True
+
+    @property
+    def left_without_fate(self) -> int:
+        """Left images read that are neither processed, failed nor dropped (yet)."""
+        return sum(self._unfated.values())
 
     def out_topic(self, topic: str) -> str:
         ns = self.o.namespace.strip("/")
@@ -130,8 +166,15 @@ class ReplayRun:
         )
 
     @property
+    def failed(self) -> dict[str, int]:
+        """Failed frames per reason: the node's, and ``undecodable`` left images."""
+        out = {r: self.frame_drops[r] for r in FAILED_REASONS}
+        out["undecodable"] = self.undecodable_left
+        return out
+
+    @property
     def failed_total(self) -> int:
-        return sum(self.frame_drops[r] for r in FAILED_REASONS)
+        return sum(self.failed.values())
 
     @property
     def dropped_total(self) -> int:
@@ -154,10 +197,21 @@ class ReplayRun:
         self.now_ns = log_ns
         msgdef, digest = connection_definition(conn)
         self.writer.write_raw(conn.topic, conn.msgtype, raw, log_ns, msgdef, digest)
+        self.messages_read[conn.topic] = self.messages_read.get(conn.topic, 0) + 1
         if self.roles.decoded(conn.topic):
             msg = self.decode(reader, conn, raw, log_ns)
             if msg is None:
-                pass
+                if self.roles.inputs.get(conn.topic) == LEFT:
+                    self.left_images += 1
+                    self.undecodable_left += 1
+                    self.drop_log.append(
+                        {
+                            "stamp": None,
+                            "reason": "undecodable",
+                            "detail": f"{conn.topic} at bag time {format_stamp(log_ns)} does "
+                            f"not decode as {conn.msgtype}",
+                        }
+                    )
             elif conn.topic in self.roles.inputs:
                 self.offer(self.roles.inputs[conn.topic], msg, log_ns)
             else:
@@ -175,12 +229,18 @@ class ReplayRun:
         try:
             return reader.deserialize(raw, conn.msgtype)
         except Exception as exc:  # noqa: BLE001 - one undecodable message is skipped
-            self.undecodable[conn.topic] = self.undecodable.get(conn.topic, 0) + 1
-            print(
-                f"replay: cannot decode a {conn.msgtype} on {conn.topic} at bag time "
-                f"{format_stamp(log_ns)}: {exc}",
-                file=sys.stderr,
-            )
+            n = self.undecodable[conn.topic] = self.undecodable.get(conn.topic, 0) + 1
+            if n <= UNDECODABLE_PRINTED:
+                more = (
+                    f" (further ones on {conn.topic} are only counted, in report.json)"
+                    if n == UNDECODABLE_PRINTED
+                    else ""
+                )
+                print(
+                    f"replay: cannot decode a {conn.msgtype} on {conn.topic} at bag time "
+                    f"{format_stamp(log_ns)}: {exc}{more}",
+                    file=sys.stderr,
+                )
             return None
 
     def offer(self, index: int, msg: Any, log_ns: int) -> None:
@@ -196,6 +256,7 @@ class ReplayRun:
             self.sync.reset()
         if index == LEFT:
             self.left_images += 1
+            self._unfated[stamp] = self._unfated.get(stamp, 0) + 1
         self.classifier.seen_message(index, stamp)
         self._arrival_ns = log_ns
         self.sync.add(index, msg, stamp)
@@ -206,6 +267,7 @@ class ReplayRun:
             self.drop_frame("stale_stamp", stamp, "set is not newer than the last processed one")
             return
         self.last_set_stamp = stamp
+        self._settle_left(stamp)
         self.paired += 1
         self.pending.append(((left, right, left_info, right_info), self._arrival_ns))
 
@@ -251,7 +313,7 @@ class ReplayRun:
                 stamp, failure=("pipeline_error", f"{type(exc).__name__}: {exc}")
             )
         if outcome.failure is not None:
-            self.drop_frame(outcome.failure[0], stamp, outcome.failure[1])
+            self.drop_frame(outcome.failure[0], stamp, outcome.failure[1], paired=True)
             return
         assert self.writer is not None
         for topic, msg in outcome.messages.items():

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stereo_semantic_ros.bagtools.replay_frame import DROPPED_REASONS, FAILED_REASONS
+from stereo_semantic_ros.bagtools.replay_frame import DROPPED_REASONS
 from stereo_semantic_ros.bagtools.replay_options import GT_ROLES, INPUT_ROLES, ReplayOptions
 from stereo_semantic_ros.calibration import StereoCalibration
 from stereo_semantic_ros.labels import LabelSet
@@ -159,13 +160,41 @@ class GroundTruthScores:
 # ---------------------------------------------------------------------------------- report.json
 
 
+def frames_section(state: ReplayRun) -> dict[str, Any]:
+    """The fate of every frame read so far (``report.json``'s ``frames``; also the progress
+    journal's). ``received + without_left_image == processed + dropped_total + failed_total +
+    unprocessed_at_stop + left_without_fate``."""
+    dropped = {r: state.frame_drops[r] for r in DROPPED_REASONS}
+    failed = state.failed
+    return {
+        "received": state.left_images,
+        "left_images": state.left_images,
+        "paired": state.paired,
+        "processed": state.processed,
+        "dropped": dropped,
+        "dropped_total": sum(dropped.values()),
+        "failed": failed,
+        "failed_total": sum(failed.values()),
+        "unprocessed_at_stop": state.unprocessed + len(state.pending),
+        "without_left_image": state.without_left_image,
+        "left_without_fate": state.left_without_fate,
+    }
+
+
+def messages_section(state: ReplayRun) -> dict[str, Any]:
+    """Messages read from the input bag per topic, and those that did not decode."""
+    return {
+        "read_total": sum(state.messages_read.values()),
+        "read": dict(state.messages_read),
+        "undecodable": dict(state.undecodable),
+    }
+
+
 def replay_report(
     options: ReplayOptions, state: ReplayRun, available: dict[str, tuple[str, int]], wall_s: float
 ) -> dict[str, Any]:
     """The report of one replay run (``available``: the input bag's topics, types and counts)."""
     settings = state.settings
-    dropped = {r: state.frame_drops[r] for r in DROPPED_REASONS}
-    failed = {r: state.frame_drops[r] for r in FAILED_REASONS}
     sync_stats = state.sync.stats
     out = Path(options.out)
     return {
@@ -202,16 +231,8 @@ def replay_report(
             "written": dict(state.writer.counts) if state.writer else {},
             "undecodable": dict(state.undecodable),
         },
-        "frames": {
-            "left_images": state.left_images,
-            "paired": state.paired,
-            "processed": state.processed,
-            "dropped": dropped,
-            "dropped_total": sum(dropped.values()),
-            "failed": failed,
-            "failed_total": sum(failed.values()),
-            "unprocessed_at_stop": state.unprocessed + len(state.pending),
-        },
+        "frames": frames_section(state),
+        "messages": messages_section(state),
         "drops": state.drop_log,
         "accuracy": state.scores.summary(),
         "latency_ms": {k: latency_summary(v) for k, v in state.latency.items()},
@@ -228,8 +249,11 @@ def replay_report(
 
 
 def write_report(path: Path, report: Mapping[str, Any]) -> None:
-    """``report`` as strict JSON (NaN as null), so any JSON reader takes it."""
-    path.write_text(json.dumps(_jsonable(report), indent=2) + "\n")
+    """``report`` as strict JSON (NaN as null), so any JSON reader takes it; replaced in one
+    step, so a run killed while writing it leaves the previous file or none."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(report), indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def _jsonable(value: Any) -> Any:
@@ -276,7 +300,7 @@ def summary_table(report: Mapping[str, Any]) -> str:
         f"replay of {report['bag']} ({report['storage']}) with {report['model']['weights']}",
         f"  device {report['model']['device']}, sync {report['sync']['description']}",
         "",
-        f"frames: {frames['left_images']} left images, {frames['paired']} paired, "
+        f"frames: {frames['received']} left images read, {frames['paired']} paired, "
         f"{frames['processed']} processed, {frames['dropped_total']} dropped, "
         f"{frames['failed_total']} failed",
     ]
@@ -284,6 +308,19 @@ def summary_table(report: Mapping[str, Any]) -> str:
         reasons = {k: n for k, n in frames[kind].items() if n}
         if reasons:
             lines.append(f"  {kind}: " + ", ".join(f"{k} {n}" for k, n in reasons.items()))
+    odd = {
+        "frames dropped without a left image": frames.get("without_left_image"),
+        "left images without a fate (waiting in the synchroniser at the stop, replaced by a "
+        "copy with the same stamp, or cleared by a time jump)": frames.get("left_without_fate"),
+    }
+    lines += [f"  {label}: {n}" for label, n in odd.items() if n]
+    messages = report.get("messages")
+    if messages:
+        bad = {t: n for t, n in messages["undecodable"].items() if n}
+        lines.append(
+            f"messages read: {messages['read_total']} on {len(messages['read'])} topics"
+            + (", undecodable: " + ", ".join(f"{t} {n}" for t, n in bad.items()) if bad else "")
+        )
     sync = {k: n for k, n in report["sync"]["dropped_messages"].items() if n}
     if sync:
         lines.append(
