@@ -27,9 +27,13 @@ venv: $(STAMP)
 
 # Re-installs only when a requirements file changed; a half-made venv is removed so the next
 # run starts clean instead of trusting it.
-$(STAMP): requirements.txt requirements-dev.txt
+# The package itself goes in editable (no download: setuptools is already there), so every
+# console script of setup.py is in $(VENV)/bin and runs this checkout's code.
+$(STAMP): requirements.txt requirements-dev.txt setup.py
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --disable-pip-version-check -r requirements-dev.txt \
+		|| { rm -rf $(VENV); exit 1; }
+	$(VPY) -m pip install --disable-pip-version-check --no-deps --no-build-isolation -q -e . \
 		|| { rm -rf $(VENV); exit 1; }
 	@touch $@
 

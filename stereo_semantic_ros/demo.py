@@ -34,7 +34,7 @@ from stereo_semantic_ros.bagtools.replay_options import (
     print_warnings,
 )
 from stereo_semantic_ros.bagtools.report import summary_table
-from stereo_semantic_ros.ros.settings import resolve_weights
+from stereo_semantic_ros.resources import resolve_weights
 
 DEFAULT_OUT = Path("out") / "demo"
 DEFAULT_COUNT = 20

@@ -26,6 +26,7 @@ SHARED_DIRS = ("launch", "config", "models")
 ENTRY_POINTS = {
     "stereo_semantic_node": "stereo_semantic_ros.ros.node:main",
     "stereo-semantic-bench": "stereo_semantic_ros.bench:main",
+    "stereo-semantic-soak": "stereo_semantic_ros.soak:main",
     "stereo-semantic-demo": "stereo_semantic_ros.demo:main",
     "stereo-semantic-synth": "stereo_semantic_ros.synth.cli:main",
     "stereo-semantic-train": "stereo_semantic_ros.train:main",
@@ -33,6 +34,8 @@ ENTRY_POINTS = {
     "stereo-semantic-ablation": "stereo_semantic_ros.ablation:main",
     "stereo-semantic-make-bag": "stereo_semantic_ros.bagtools.make_bag:main",
     "stereo-semantic-replay": "stereo_semantic_ros.bagtools.replay:main",
+    "stereo-semantic-play": "stereo_semantic_ros.ros.play:main",
+    "stereo-semantic-echo": "stereo_semantic_ros.ros.echo:main",
 }
 
 

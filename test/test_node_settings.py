@@ -14,6 +14,7 @@ from stereo_semantic_ros.calibration import StereoCalibration
 from stereo_semantic_ros.checkpoint import Checkpoint, save_checkpoint
 from stereo_semantic_ros.networks import get_model, list_models
 from stereo_semantic_ros.pointcloud import PointCloudOptions
+from stereo_semantic_ros.resources import ResourceError, models_dir, resolve_weights
 from stereo_semantic_ros.ros.node_stats import (
     DROP_REASONS,
     DropCounter,
@@ -25,12 +26,11 @@ from stereo_semantic_ros.ros.outputs import OUTPUT_TOPICS
 from stereo_semantic_ros.ros.settings import (
     ARCHITECTURES,
     LIVE_PARAMETERS,
+    PLANNED_ARCHITECTURES,
     SPECS,
     NodeSettings,
     SettingsError,
     check_value,
-    models_dir,
-    resolve_weights,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,8 +98,8 @@ def test_from_yaml_merges_wildcard_and_node_sections(tmp_path: Path) -> None:
         ("min_confidence", 1.5, "within [0, 1]"),
         ("qos_reliability", "system_default", "best_effort, reliable"),
         ("label_set", "ade20k", "unknown label set 'ade20k'"),
-        ("weights", "no_such_file.pt", "does not exist (a relative path resolves against"),
-        ("architecture", "resnet", "architecture must be one of esp_joint"),
+        ("weights", "no_such_file.pt", "not found: neither"),
+        ("architecture", "resnet", "architecture must be one of corr_mtl, esp_joint, hybridnet,"),
         ("nonsense", 1, "unknown parameter 'nonsense'"),
     ],
 )
@@ -109,7 +109,7 @@ def test_bad_values_are_refused_with_a_reason(name: str, value: object, words: s
     assert words in str(info.value)
 
 
-@pytest.mark.parametrize("architecture", [a for a in ARCHITECTURES if a not in list_models()])
+@pytest.mark.parametrize("architecture", PLANNED_ARCHITECTURES)
 def test_designed_but_unregistered_architectures_are_not_implemented(architecture: str) -> None:
     with pytest.raises(
         SettingsError,
@@ -118,8 +118,15 @@ def test_designed_but_unregistered_architectures_are_not_implemented(architectur
         check_value("architecture", architecture)
 
 
+def test_an_unknown_architecture_lists_only_what_runs() -> None:
+    with pytest.raises(SettingsError) as info:
+        check_value("architecture", "psmnet")
+    assert "corr_mtl, esp_joint, hybridnet" in str(info.value)
+    assert not any(name in str(info.value) for name in PLANNED_ARCHITECTURES)
+
+
 def test_implemented_architectures_are_accepted() -> None:
-    assert {"esp_joint", "corr_mtl", "hybridnet"} <= set(list_models()) <= set(ARCHITECTURES)
+    assert set(ARCHITECTURES) == set(list_models()) >= {"esp_joint", "corr_mtl", "hybridnet"}
     for architecture in ("esp_joint", "corr_mtl", "hybridnet"):
         assert check_value("architecture", architecture) == architecture
 
@@ -226,12 +233,24 @@ def test_hybridnet_config_runs_its_shipped_single_image_network() -> None:
     np.testing.assert_array_equal(result.disparity, np.float32(8.0) / result.depth)
 
 
-def test_relative_weights_resolve_against_the_models_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_weights_resolve_in_the_cwd_then_the_models_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
+    monkeypatch.chdir(tmp_path)
     assert models_dir() == REPO / "models"  # not installed: the source tree's models/
-    assert resolve_weights("a/b.pt") == REPO / "models" / "a" / "b.pt"
-    assert resolve_weights("/abs/b.pt") == Path("/abs/b.pt")
-    assert resolve_weights("") is None
+    shipped = resolve_weights("esp_joint_mixed.pt")
+    assert shipped == REPO / "models" / "esp_joint_mixed.pt"
+    (tmp_path / "esp_joint_mixed.pt").write_bytes(b"x")  # a run's file of the same name wins
+    assert resolve_weights("esp_joint_mixed.pt") == tmp_path / "esp_joint_mixed.pt"
+    assert resolve_weights(str(tmp_path / "esp_joint_mixed.pt")) == tmp_path / "esp_joint_mixed.pt"
+    assert resolve_weights("") is None  # the untrained network only when asked for
+    with pytest.raises(ResourceError) as info:
+        resolve_weights("runs/x/final.pt")
+    assert str(tmp_path / "runs/x/final.pt") in str(info.value)
+    assert str(REPO / "models/runs/x/final.pt") in str(info.value)
+    with pytest.raises(SettingsError, match="not found: neither"):
+        check_value("weights", "runs/x/final.pt")
 
 
 def test_build_pipeline_untrained_and_from_checkpoint(tmp_path: Path) -> None:

@@ -31,13 +31,17 @@ from stereo_semantic_ros.pipeline import (
     StereoPipeline,
 )
 from stereo_semantic_ros.pointcloud import PointCloudOptions
+from stereo_semantic_ros.resources import ResourceError, resolve_weights
 from stereo_semantic_ros.ros.outputs import OUTPUT_TOPICS, OutputStyle
 
 NODE_NAME = "stereo_semantic_node"
 PACKAGE = "stereo_semantic_ros"
 
 #: Values the ``architecture`` parameter may name (design.md). Only registered ones can run.
-ARCHITECTURES = ("esp_joint", "corr_mtl", "hybridnet", "pseudo_mtl", "synchronized")
+ARCHITECTURES = tuple(list_models())
+"""The architectures this release can run: the model registry's names."""
+PLANNED_ARCHITECTURES = ("pseudo_mtl", "synchronized")
+"""In the design (../shared/design.md) but not implemented yet: refused with that reason."""
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 QOS_RELIABILITIES = ("best_effort", "reliable")
 
@@ -84,8 +88,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ),
     ParameterSpec(
         "weights",
-        "checkpoint file; a relative path resolves against the package's models/ directory; "
-        "'' runs an UNTRAINED network with random weights (plumbing tests only)",
+        "checkpoint file; a relative path is tried in the current directory, then in the "
+        "package's models/ directory (a missing file is an error); '' runs an UNTRAINED network "
+        "with random weights (plumbing tests only)",
     ),
     ParameterSpec("device", "torch device: auto (first CUDA GPU, else CPU), cpu, cuda or cuda:N"),
     ParameterSpec(
@@ -363,31 +368,6 @@ def disparity_range(pipeline: StereoPipeline, input_scale: float | None = None) 
     return float(pipeline.max_disparity) / (input_scale or pipeline.input_scale)
 
 
-def models_dir() -> Path:
-    """Where relative ``weights`` paths resolve: the installed share/<pkg>/models, else the repo's.
-
-    The ament index is used when it is importable and the package is installed (colcon build,
-    sourced workspace); a source checkout or a pip install falls back to ``models/`` next to
-    the Python package.
-    """
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory(PACKAGE)) / "models"
-    except (ImportError, LookupError, ValueError, OSError):
-        # LookupError: ament_index_python's PackageNotFoundError (a KeyError); OSError: no
-        # AMENT_PREFIX_PATH at all (nothing sourced)
-        return Path(__file__).resolve().parents[2] / "models"
-
-
-def resolve_weights(weights: str) -> Path | None:
-    """``''`` -> None; an absolute path as is; a relative one under :func:`models_dir`."""
-    if not weights:
-        return None
-    path = Path(weights).expanduser()
-    return path if path.is_absolute() else models_dir() / path
-
-
 def check_value(name: str, value: Any) -> Any:
     """Validate one parameter value; returns it (ints widened to float for float parameters).
 
@@ -421,34 +401,29 @@ def check_value(name: str, value: Any) -> Any:
             raise SettingsError(f"{name} must be within [{lo:g}, {hi:g}], got {value!r}")
         if kind is int and step > 1 and (value - lo) % step:
             raise SettingsError(f"{name} must be a multiple of {step:g}, got {value!r}")
+    _check_special(name, value)  # first: a planned architecture gets its own reason
     if spec.choices is not None and value not in spec.choices:
         raise SettingsError(f"{name} must be one of {', '.join(spec.choices)}, got {value!r}")
-    _check_special(name, value)
     return value
 
 
 def _check_special(name: str, value: Any) -> None:
-    if name == "architecture" and value not in list_models():
+    if name == "architecture" and value in PLANNED_ARCHITECTURES:
         raise SettingsError(
             f"architecture {value!r} is not implemented in this release; available: "
-            f"{', '.join(list_models())}"
+            f"{', '.join(ARCHITECTURES)}"
         )
     if name == "device" and not DEVICE_PATTERN.fullmatch(value):
         raise SettingsError(f"device must be auto, cpu, cuda or cuda:N, got {value!r}")
     if name == "weights" and value:
-        path = resolve_weights(value)
+        try:
+            path = resolve_weights(value)
+        except ResourceError as exc:
+            raise SettingsError(str(exc)) from None
         assert path is not None
         problem = weights_file_problem(path)
         if problem is not None:
-            where = (
-                ""
-                if Path(value).expanduser().is_absolute() or path.exists()
-                else (
-                    f" (a relative path resolves against {models_dir()}; give an absolute path for "
-                    "files elsewhere)"
-                )
-            )
-            raise SettingsError(f"{problem}{where}")
+            raise SettingsError(problem)
     if name == "label_set" and value:
         try:
             get_label_set(value)
