@@ -71,7 +71,8 @@ class RepairResult:
 
     def summary(self) -> str:
         """One line for the terminal."""
-        done = ", ".join(f"{n} frames {k}" for k, n in self.frames.items() if isinstance(n, int))
+        shown = ("received", "processed", "dropped_total", "failed_total", "written")
+        done = ", ".join(f"{self.frames[k]} frames {k}" for k in shown if k in self.frames)
         if not self.repaired:
             return f"{self.path}: nothing to repair, the bag {self.bag} was closed properly"
         return (
