@@ -40,8 +40,14 @@ from tqdm import tqdm
 PACKAGE = "stereo_semantic_ros"
 NODE_NAME = "stereo_semantic_node"
 DEFAULT_DOMAIN_ID = 73
-# node counters that are not drops but still account for a received frame
-COUNTER_KEYS = ("frames_received", "sets_synchronised", "frames_published", "dropped_total")
+# the node's frame counters in /diagnostics, besides dropped_<reason> and skipped_no_subscribers
+COUNTER_KEYS = (
+    "frames_received",
+    "sets_synchronised",
+    "frames_published",
+    "dropped_total",
+    "frames_in_flight",  # a level, not a count: queued or in inference when the status was made
+)
 EXIT_OK, EXIT_NODE_FAILED, EXIT_UNBALANCED = 0, 1, 3
 
 
@@ -386,7 +392,8 @@ def totals_since(base: dict[str, int], end: dict[str, int], sent: int) -> dict[s
     published = delta.get("frames_published", 0)
     dropped_total = delta.get("dropped_total", sum(dropped.values()))
     skipped = delta.get("skipped_no_subscribers", 0)
-    unaccounted = received - published - dropped_total - skipped
+    in_flight = end.get("frames_in_flight", 0)
+    unaccounted = received - published - dropped_total - skipped - in_flight
     return {
         "sent": sent,
         "received": received,
@@ -395,6 +402,7 @@ def totals_since(base: dict[str, int], end: dict[str, int], sent: int) -> dict[s
         "dropped_total": dropped_total,
         "dropped": {k: v for k, v in dropped.items() if v},
         "skipped_no_subscribers": skipped,
+        "in_flight": in_flight,
         "unaccounted": unaccounted,
         "not_received": sent - received,
         "balanced": unaccounted == 0,
@@ -473,7 +481,8 @@ def _drain(driver: Driver, base: dict[str, int], sent: int, timeout: float) -> d
             return last
         totals = totals_since(base, counters(values), sent)
         still = last is not None and counters(last) == counters(values)
-        if (totals["received"] == sent and totals["balanced"]) or still:
+        done = totals["received"] == sent and totals["in_flight"] == 0 and totals["balanced"]
+        if done or still:
             return values
         if time.monotonic() > deadline:
             return values
@@ -597,8 +606,9 @@ def format_summary(report: dict[str, Any]) -> str:
         f"ran {report['duration_s']:.1f} s ({report['achieved_rate_hz']:.2f} Hz sent)",
         f"frames: sent {t['sent']}, node received {t['received']}, published {t['published']}, "
         f"dropped {t['dropped_total']} ({drops}), skipped (no subscriber) "
-        f"{t['skipped_no_subscribers']}; received - published - dropped - skipped = "
-        f"{t['unaccounted']} ({'adds up' if t['balanced'] else 'DOES NOT ADD UP'})",
+        f"{t['skipped_no_subscribers']}, in flight {t['in_flight']}; received - published - "
+        f"dropped - skipped - in flight = {t['unaccounted']} "
+        f"({'adds up' if t['balanced'] else 'DOES NOT ADD UP'})",
         f"outputs complete here: {t['outputs_complete_here']} frames",
     ]
     status = report.get("node_status_end", {})

@@ -62,6 +62,7 @@ def test_soak_run_completes_and_its_totals_add_up(soak) -> None:
     assert totals["received"] == FRAMES  # localhost DDS, 4 Hz: nothing lost on the way
     dropped = sum(totals["dropped"].values())
     assert totals["dropped_total"] == dropped
+    assert totals["in_flight"] == 0  # drained: every frame has had its outcome
     assert (
         totals["published"] + totals["dropped_total"] + totals["skipped_no_subscribers"]
         == totals["received"]
@@ -120,3 +121,6 @@ def test_totals_say_when_the_node_lost_track_of_a_frame() -> None:
     assert (totals["received"], totals["published"], totals["dropped_total"]) == (10, 7, 2)
     assert totals["dropped"] == {"busy": 2} and totals["not_received"] == 2
     assert totals["unaccounted"] == 1 and not totals["balanced"]
+    # a frame still in inference when the status was made is accounted for, as in flight
+    totals = totals_since(base, {**end, "frames_in_flight": 1}, sent=12)
+    assert totals["in_flight"] == 1 and totals["unaccounted"] == 0 and totals["balanced"]
