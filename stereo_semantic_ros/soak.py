@@ -392,8 +392,11 @@ def totals_since(base: dict[str, int], end: dict[str, int], sent: int) -> dict[s
     published = delta.get("frames_published", 0)
     dropped_total = delta.get("dropped_total", sum(dropped.values()))
     skipped = delta.get("skipped_no_subscribers", 0)
+    # The node defines its in-flight level as received - published - skipped - dropped, so
+    # subtracting it would make any sum balance: a frame still in flight after the drain is
+    # reported as unaccounted here (and the soak starts from a status with none in flight).
     in_flight = end.get("frames_in_flight", 0)
-    unaccounted = received - published - dropped_total - skipped - in_flight
+    unaccounted = received - published - dropped_total - skipped
     return {
         "sent": sent,
         "received": received,
@@ -532,9 +535,13 @@ def run_soak(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
                 f"({'running' if node.alive() else f'exited {node.proc.returncode}'})"
             )
         time.sleep(2.0)  # let warm-up frames still in flight land in the counters
-        base_values = driver.diagnostics_after(time.monotonic(), timeout=10.0)
-        if base_values is None:
-            raise RuntimeError("the node publishes no /diagnostics")
+        base_values = None
+        for _ in range(10):
+            base_values = driver.diagnostics_after(time.monotonic(), timeout=10.0)
+            if base_values is None:
+                raise RuntimeError("the node publishes no /diagnostics")
+            if counters(base_values).get("frames_in_flight", 0) == 0:
+                break
         base = counters(base_values)
         start_index = len(sampler.samples)
         sampler.sample()
@@ -606,8 +613,8 @@ def format_summary(report: dict[str, Any]) -> str:
         f"ran {report['duration_s']:.1f} s ({report['achieved_rate_hz']:.2f} Hz sent)",
         f"frames: sent {t['sent']}, node received {t['received']}, published {t['published']}, "
         f"dropped {t['dropped_total']} ({drops}), skipped (no subscriber) "
-        f"{t['skipped_no_subscribers']}, in flight {t['in_flight']}; received - published - "
-        f"dropped - skipped - in flight = {t['unaccounted']} "
+        f"{t['skipped_no_subscribers']}, still in flight {t['in_flight']}; received - "
+        f"published - dropped - skipped = {t['unaccounted']} "
         f"({'adds up' if t['balanced'] else 'DOES NOT ADD UP'})",
         f"outputs complete here: {t['outputs_complete_here']} frames",
     ]
