@@ -4,6 +4,13 @@ Everything returns (H, W, 3) uint8 **RGB** (the package's image convention); onl
 :func:`save_png` converts to OpenCV's BGR, at the file boundary. The per-frame functions
 (:func:`colorize_disparity`, :func:`colorize_labels`) are lookup-table based so the live node can
 call them on every frame; matplotlib is imported only by :func:`plot_curves`.
+
+Pictures that people read (eval pictures, replay preview sheets) add a side panel to each
+colourised image: :func:`with_colorbar` (disparity, depth: colours with ticks and a unit),
+:func:`with_error_legend` (KITTI error bins) and :func:`with_legend` (the classes present), and
+:func:`tile` writes titles on a dark band above each image rather than over it. Disparity is
+coloured with one map everywhere, :data:`DISPARITY_CMAP`, from 0 to the network's disparity
+range, so eval pictures, replay previews and the node's ``disparity/color`` agree pixel for pixel.
 """
 
 from __future__ import annotations
@@ -17,15 +24,27 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "DISPARITY_CMAP",
     "KITTI_ERROR_COLORS",
+    "PANEL_BG",
+    "PICTURE_MIN_HEIGHT",
+    "TEXT_FG",
     "VisualizationError",
+    "class_legend",
+    "classes_present",
+    "colorbar",
     "colorize_disparity",
     "colorize_error",
     "colorize_labels",
     "disparity_lut",
+    "enlarge",
+    "error_legend",
     "plot_curves",
     "save_png",
     "tile",
+    "with_colorbar",
+    "with_error_legend",
+    "with_legend",
 ]
 
 
@@ -73,8 +92,11 @@ def _kitti_lut() -> np.ndarray:
 
 _DISPARITY_LUTS: dict[str, np.ndarray] = {}
 
+DISPARITY_CMAP = "turbo"
+"""The disparity colour map of every picture and of the node's ``disparity/color`` topic."""
 
-def disparity_lut(cmap: str = "turbo") -> np.ndarray:
+
+def disparity_lut(cmap: str = DISPARITY_CMAP) -> np.ndarray:
     """(257, 3) uint8 RGB table used by :func:`colorize_disparity`.
 
     Rows 0..255 run from the smallest to the largest disparity; row 256 is black (invalid).
@@ -127,7 +149,7 @@ def _check_2d(name: str, arr: np.ndarray) -> np.ndarray:
 
 
 def colorize_disparity(
-    disp: np.ndarray, max_disparity: float | None = None, cmap: str = "turbo"
+    disp: np.ndarray, max_disparity: float | None = None, cmap: str = DISPARITY_CMAP
 ) -> np.ndarray:
     """Colour a disparity map.
 
@@ -275,7 +297,7 @@ def colorize_error(
 
 
 # --------------------------------------------------------------------------------------------
-# Files and layouts
+# Files
 # --------------------------------------------------------------------------------------------
 
 
@@ -313,15 +335,254 @@ def _to_rgb_u8(img: np.ndarray, i: int) -> np.ndarray:
     raise VisualizationError(f"tile image {i} has shape {a.shape}; need (H, W) or (H, W, 3)")
 
 
-def _put_label(cell: np.ndarray, text: str) -> None:
-    scale = max(0.4, cell.shape[0] / 400.0)
-    thick = max(1, round(scale * 1.5))
-    org = (4, 4 + int(22 * scale))
-    # Black outline under white text stays readable on any background.
-    cv2.putText(cell, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
-    cv2.putText(
-        cell, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA
+# --------------------------------------------------------------------------------------------
+# Text, colour bars and legends
+# --------------------------------------------------------------------------------------------
+
+PANEL_BG: tuple[int, int, int] = (32, 32, 32)
+"""Background of title bands, side panels and the space between tiles. Dark grey rather than
+black, which means "no data" inside a colourised image; white text on it has a contrast ratio
+of about 16:1 whatever the picture shows."""
+TEXT_FG: tuple[int, int, int] = (255, 255, 255)
+_OUTLINE = (140, 140, 140)  # frames dark swatches (black "none", navy classes) on the dark panel
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def _text_scale(height: int, lo: float = 0.35, hi: float = 0.8) -> float:
+    # Hershey simplex capitals are about 22 px high at scale 1: below 0.35 (8 px) text stops
+    # being legible, above 0.8 it crowds a side panel; in between it follows the picture size.
+    return min(hi, max(lo, height / 600.0))
+
+
+def _thickness(scale: float) -> int:
+    return 1 if scale < 0.6 else 2
+
+
+def _text_size(text: str, scale: float) -> tuple[int, int]:
+    (w, h), _ = cv2.getTextSize(text, _FONT, scale, _thickness(scale))
+    return w, h
+
+
+def _put_text(img: np.ndarray, text: str, x: int, baseline: int, scale: float) -> None:
+    cv2.putText(img, text, (x, baseline), _FONT, scale, TEXT_FG, _thickness(scale), cv2.LINE_AA)
+
+
+def _panel(height: int, width: int) -> np.ndarray:
+    out = np.empty((height, width, 3), np.uint8)
+    out[:] = PANEL_BG
+    return out
+
+
+def _bar_panel(
+    height: int,
+    strip: np.ndarray,
+    ticks: Sequence[tuple[float, str]],
+    title: Sequence[str],
+    invalid_label: str | None,
+) -> np.ndarray:
+    """A vertical colour strip with tick labels on its right, ``title`` lines above it and an
+    optional black "no data" swatch below it.
+
+    Args:
+        strip: (256, 3) colours, bottom (first) to top (last), resampled to the strip's height.
+        ticks: (fraction of the strip from the bottom, label); labels that would overlap an
+            earlier one are dropped, so list the important ones first.
+    """
+    scale = _text_scale(height)
+    _, th = _text_size("0", scale)
+    m = max(3, th // 2)
+    sw = max(6, th)
+    title_h = len(title) * (th + m)
+    invalid_h = (th + 2 + m) if invalid_label else 0
+    y0 = m + title_h + th // 2
+    y1 = height - 1 - m - th // 2 - invalid_h
+    if y1 - y0 < 4 * th:
+        # Too short for any text: a bare strip is still a key to the colours.
+        y0, y1, ticks, title, invalid_label = 0, height - 1, (), (), None
+    x_label = m + sw + 3 + max(2, m // 2)
+    kept: list[tuple[int, str]] = []
+    for frac, text in ticks:
+        y = round(y1 - min(1.0, max(0.0, frac)) * (y1 - y0))
+        if all(abs(y - ky) > th + 2 for ky, _ in kept):
+            kept.append((y, text))
+    widths = [_text_size(t, scale)[0] for _, t in kept]
+    if invalid_label:
+        widths.append(th + 2 + m // 2 + _text_size(invalid_label, scale)[0] - x_label + m)
+    width = max(
+        x_label + max(widths, default=0) + m,
+        max((_text_size(t, scale)[0] + 2 * m for t in title), default=0),
+        m + sw + m,
     )
+    out = _panel(height, width)
+    n = y1 - y0 + 1
+    rows = np.round(np.linspace(len(strip) - 1, 0, n)).astype(int)  # top row = last colour
+    out[y0 : y1 + 1, m : m + sw] = np.asarray(strip)[rows][:, None, :]
+    for i, text in enumerate(title):
+        _put_text(out, text, m, m + (i + 1) * th + i * m, scale)
+    for y, text in kept:
+        cv2.line(out, (m + sw, y), (m + sw + 3, y), TEXT_FG, 1)
+        _put_text(out, text, x_label, y + th // 2, scale)
+    if invalid_label:
+        ys = height - m - th - 2
+        cv2.rectangle(out, (m, ys), (m + th + 1, ys + th + 1), _OUTLINE, 1)
+        out[ys + 1 : ys + th + 1, m + 1 : m + th + 1] = 0
+        _put_text(out, invalid_label, m + th + 2 + m // 2, ys + th + 1, scale)
+    return out
+
+
+def _nice_ticks(lo: float, hi: float, max_ticks: int) -> list[float]:
+    """Round values (1, 2, 2.5 or 5 times a power of ten apart) in [lo, hi]."""
+    span = hi - lo
+    if not span > 0:
+        return [lo]
+    raw = span / max(1, max_ticks - 1)
+    mag = 10.0 ** math.floor(math.log10(raw))
+    step = next(k * mag for k in (1, 2, 2.5, 5, 10) if k * mag >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def _fmt_tick(v: float) -> str:
+    return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+
+
+def colorbar(
+    height: int,
+    vmax: float,
+    unit: str,
+    vmin: float = 0.0,
+    cmap: str = DISPARITY_CMAP,
+    invalid_label: str | None = "none",
+) -> np.ndarray:
+    """(height, w, 3) uint8 RGB panel: the colours of :func:`colorize_disparity` (``cmap``) from
+    ``vmin`` (bottom) to ``vmax`` (top) with round tick values, ``unit`` above the strip and,
+    unless ``invalid_label`` is None, a black swatch saying what black pixels mean.
+
+    ``vmax`` is where the colours saturate, so it is always labelled.
+    """
+    if not (math.isfinite(vmin) and math.isfinite(vmax) and vmax > vmin):
+        raise VisualizationError(f"colour bar needs finite vmin < vmax, got {vmin}, {vmax}")
+    lut = disparity_lut(cmap)[:_LEVELS]
+    _, th = _text_size("0", _text_scale(height))
+    values = _nice_ticks(vmin, vmax, max(2, int(height / (3 * th))))
+    span = vmax - vmin
+    ticks = [(0.0, _fmt_tick(vmin)), (1.0, _fmt_tick(vmax))]
+    ticks += [((v - vmin) / span, _fmt_tick(v)) for v in values if vmin < v < vmax]
+    return _bar_panel(height, lut, ticks, [unit], invalid_label)
+
+
+def error_legend(
+    height: int, abs_thresh: float = 3.0, rel_thresh: float = 0.05, invalid_label: str = "no GT"
+) -> np.ndarray:
+    """(height, w, 3) uint8 RGB key to :func:`colorize_error`: its ten bins, bottom (exact) to
+    top (worst), labelled in multiples of the D1 threshold (``abs_thresh`` px and
+    ``rel_thresh`` of the true disparity, whichever is larger), so 1 is where outliers start."""
+    colours = np.array([c for _, _, c in KITTI_ERROR_COLORS], np.uint8)
+    strip = np.repeat(colours, 26, axis=0)  # equal-height bins
+    n = len(KITTI_ERROR_COLORS)
+    ticks: list[tuple[float, str]] = []
+    for i, (lo, _, _) in enumerate(KITTI_ERROR_COLORS[1:], start=1):
+        text = f"1/{round(1 / lo)}" if lo < 1 else f"{lo:g}"
+        ticks.append((i / n, text))
+    ticks.sort(key=lambda t: t[1] != "1")  # the D1 threshold first: it is never dropped
+    title = ["error /", f"max({abs_thresh:g}px,{100 * rel_thresh:g}%)"]
+    return _bar_panel(height, strip, ticks, title, invalid_label)
+
+
+def classes_present(labels: np.ndarray) -> list[int]:
+    """Sorted train ids that occur in ``labels``, without 255 (unknown / ignore)."""
+    ids = np.unique(np.asarray(labels))
+    return [int(i) for i in ids if i != 255]
+
+
+def class_legend(
+    labels: np.ndarray, names: Sequence[str], palette: np.ndarray, height: int
+) -> np.ndarray:
+    """(height, w, 3) uint8 RGB panel listing the classes present in ``labels``: a swatch of the
+    palette colour and the name, in columns of as many rows as fit. Ids without a name are
+    listed as "id N"; 255 is not listed (it is drawn as the image or black)."""
+    pal = np.asarray(palette)
+    ids = classes_present(labels)
+    scale = _text_scale(height)
+    _, th = _text_size("0", scale)
+    m = max(3, th // 2)
+    sq = th + 2
+    row_h = sq + max(3, m)
+    per_col = max(1, (height - 2 * m + max(3, m)) // row_h)
+    texts = [names[i] if i < len(names) else f"id {i}" for i in ids] or ["no classes"]
+    columns = [list(range(k, min(k + per_col, len(texts)))) for k in range(0, len(texts), per_col)]
+    gap = max(2, m // 2)
+    swatch_w = (sq + gap) if ids else 0
+    col_w = [swatch_w + max(_text_size(texts[j], scale)[0] for j in col) + m for col in columns]
+    out = _panel(height, m + sum(col_w))
+    x = m
+    for col, w in zip(columns, col_w, strict=True):
+        for row, j in enumerate(col):
+            y = m + row * row_h
+            if ids:
+                cv2.rectangle(out, (x, y), (x + sq - 1, y + sq - 1), _OUTLINE, 1)
+                out[y + 1 : y + sq - 1, x + 1 : x + sq - 1] = pal[ids[j]]
+            _put_text(out, texts[j], x + swatch_w, y + sq - 2, scale)
+        x += w
+    return out
+
+
+def _beside(image: np.ndarray, panel: np.ndarray) -> np.ndarray:
+    img = _to_rgb_u8(image, 0)
+    return np.concatenate([img, panel], axis=1)
+
+
+def with_colorbar(
+    rgb: np.ndarray,
+    vmax: float,
+    unit: str = "disparity px",
+    vmin: float = 0.0,
+    cmap: str = DISPARITY_CMAP,
+) -> np.ndarray:
+    """``rgb`` (e.g. from :func:`colorize_disparity` with ``max_disparity=vmax``) with its
+    :func:`colorbar` on the right."""
+    return _beside(rgb, colorbar(np.shape(rgb)[0], vmax, unit, vmin, cmap))
+
+
+def with_error_legend(
+    rgb: np.ndarray, abs_thresh: float = 3.0, rel_thresh: float = 0.05
+) -> np.ndarray:
+    """A :func:`colorize_error` image with its :func:`error_legend` on the right."""
+    return _beside(rgb, error_legend(np.shape(rgb)[0], abs_thresh, rel_thresh))
+
+
+def with_legend(
+    rgb: np.ndarray, labels: np.ndarray, names: Sequence[str], palette: np.ndarray
+) -> np.ndarray:
+    """A :func:`colorize_labels` image with the :func:`class_legend` of ``labels`` on the right."""
+    return _beside(rgb, class_legend(labels, names, palette, np.shape(rgb)[0]))
+
+
+PICTURE_MIN_HEIGHT = 256
+"""Pictures lower than this are enlarged on sheets (eval pictures, replay previews), so that
+titles, tick labels and class names stay legible next to them (the demo's frames are 128 rows)."""
+
+
+def enlarge(image: np.ndarray, min_height: int = PICTURE_MIN_HEIGHT) -> np.ndarray:
+    """``image`` scaled up by the smallest whole factor that makes it ``min_height`` rows or
+    more (nearest neighbour, so colours stay exact); unchanged if it already is."""
+    img = np.asarray(image)
+    k = -(-min_height // max(1, img.shape[0]))
+    if k <= 1:
+        return img
+    return cv2.resize(img, None, fx=k, fy=k, interpolation=cv2.INTER_NEAREST)
+
+
+# --------------------------------------------------------------------------------------------
+# Sheets
+# --------------------------------------------------------------------------------------------
+
+
+def _title_band(width: int, height: int, text: str, scale: float) -> np.ndarray:
+    band = _panel(height, width)
+    _, th = _text_size("0", scale)
+    _put_text(band, text, max(3, th // 2), (height + th) // 2, scale)
+    return band
 
 
 def tile(
@@ -330,14 +591,17 @@ def tile(
     labels: Sequence[str] | None = None,
     pad: int = 0,
 ) -> np.ndarray:
-    """Arrange uint8 RGB (or grey) images in a grid, row by row.
+    """Arrange uint8 RGB (or grey) images in a grid, row by row, on :data:`PANEL_BG`.
 
     Every cell is as large as the largest image; smaller images sit in the top-left corner of
-    their cell on black. ``labels`` (one per image) are written in each cell's top-left corner.
-    ``pad`` pixels of black separate the cells.
+    their cell. A last row with fewer images than ``cols`` is centred, so a sheet has no empty
+    cells. With ``labels`` (one per image) every cell gets a title band of :data:`PANEL_BG`
+    above its image with the label in white, never drawn over the picture itself. ``pad``
+    pixels separate the cells.
 
     Returns:
-        (rows * cell_h + (rows - 1) * pad, cols * cell_w + (cols - 1) * pad, 3) uint8 RGB.
+        (rows * (band + cell_h) + (rows - 1) * pad, cols * cell_w + (cols - 1) * pad, 3) uint8
+        RGB, where band is 0 without labels.
     """
     if not images:
         raise VisualizationError("tile needs at least one image")
@@ -346,18 +610,26 @@ def tile(
     if labels is not None and len(labels) != len(images):
         raise VisualizationError(f"{len(labels)} labels for {len(images)} images")
     rgb = [_to_rgb_u8(im, i) for i, im in enumerate(images)]
-    ch = max(im.shape[0] for im in rgb)
+    ih = max(im.shape[0] for im in rgb)
     cw = max(im.shape[1] for im in rgb)
+    scale = _text_scale(ih * 4 // 3, lo=0.5, hi=0.9)
+    band = 0
+    if labels is not None and any(labels):
+        _, th = _text_size("Ag", scale)
+        band = th + 2 * max(4, th // 2)
+    ch = band + ih
     cols = min(cols, len(rgb))
     rows = -(-len(rgb) // cols)
-    out = np.zeros((rows * ch + (rows - 1) * pad, cols * cw + (cols - 1) * pad, 3), np.uint8)
+    out = _panel(rows * ch + (rows - 1) * pad, cols * cw + (cols - 1) * pad)
+    last = len(rgb) - (rows - 1) * cols
     for i, im in enumerate(rgb):
         r, c = divmod(i, cols)
         y, x = r * (ch + pad), c * (cw + pad)
-        cell = out[y : y + ch, x : x + cw]
-        cell[: im.shape[0], : im.shape[1]] = im
-        if labels is not None and labels[i]:
-            _put_label(cell, str(labels[i]))
+        if r == rows - 1:
+            x += (cols - last) * (cw + pad) // 2
+        if band and labels is not None and labels[i]:
+            out[y : y + band, x : x + cw] = _title_band(cw, band, str(labels[i]), scale)
+        out[y + band : y + band + im.shape[0], x : x + im.shape[1]] = im
     return out
 
 

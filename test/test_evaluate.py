@@ -33,6 +33,7 @@ from stereo_semantic_ros.evaluate import (
 from stereo_semantic_ros.labels import CITYSCAPES_19, IGNORE_LABEL
 from stereo_semantic_ros.networks import get_model
 from stereo_semantic_ros.pipeline import StereoPipeline
+from stereo_semantic_ros.visualize import PICTURE_MIN_HEIGHT
 
 H, W = 48, 192
 BG_DISP, BOX_DISP = 4, 12
@@ -373,8 +374,11 @@ def test_cli_writes_metrics_table_and_pictures(tmp_path, weights, capsys):
     for path in report["pictures"]:
         assert path in printed
         picture = cv2.imread(path)
-        # 2 columns x 4 rows of (H, W) cells with 2 px padding: left/gt, ours, SGBM, labels
-        assert picture.shape == (4 * H + 3 * 2, 2 * W + 2, 3)
+        # 2 columns x 4 rows (left/gt, ours, SGBM, labels), each picture enlarged to at least
+        # PICTURE_MIN_HEIGHT rows, under its title band, beside its colour bar or legend
+        k = -(-PICTURE_MIN_HEIGHT // H)
+        assert 4 * k * H < picture.shape[0] < 4 * (k * H + 80)
+        assert picture.shape[1] > 2 * k * W
     assert str(out / "metrics.json") in printed and str(out / "metrics.md") in printed
 
 

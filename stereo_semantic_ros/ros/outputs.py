@@ -16,7 +16,7 @@ from stereo_semantic_ros.calibration import StereoCalibration
 from stereo_semantic_ros.labels import LabelSet
 from stereo_semantic_ros.pipeline import MIN_DISPARITY, PipelineResult
 from stereo_semantic_ros.ros.conversions import array_to_image, cloud_to_msg, disparity_to_msg
-from stereo_semantic_ros.visualize import colorize_disparity, colorize_labels
+from stereo_semantic_ros.visualize import DISPARITY_CMAP, colorize_disparity, colorize_labels
 
 if TYPE_CHECKING:
     from sensor_msgs.msg import CameraInfo
@@ -88,7 +88,10 @@ def build_messages(
             result.disparity, header, calib, MIN_DISPARITY, float(style.max_disparity), DELTA_D
         )
     if "disparity/color" in topics:
-        rgb = colorize_disparity(result.disparity, max_disparity=float(style.max_disparity))
+        # the one map of eval pictures and replay previews, so a topic and a picture read alike
+        rgb = colorize_disparity(
+            result.disparity, max_disparity=float(style.max_disparity), cmap=DISPARITY_CMAP
+        )
         msgs["disparity/color"] = array_to_image(rgb, "rgb8", header)
     if "depth" in topics:
         msgs["depth"] = array_to_image(result.depth, "32FC1", header)
