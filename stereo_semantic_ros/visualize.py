@@ -593,11 +593,11 @@ def tile(
 ) -> np.ndarray:
     """Arrange uint8 RGB (or grey) images in a grid, row by row, on :data:`PANEL_BG`.
 
-    Every cell is as large as the largest image; smaller images sit in the top-left corner of
-    their cell. A last row with fewer images than ``cols`` is centred, so a sheet has no empty
-    cells. With ``labels`` (one per image) every cell gets a title band of :data:`PANEL_BG`
-    above its image with the label in white, never drawn over the picture itself. ``pad``
-    pixels separate the cells.
+    Every cell is as large as the largest image; smaller images sit at the top of their cell,
+    centred across it. A last row with fewer images than ``cols`` is centred, so a sheet has
+    no empty cells. With ``labels`` (one per image) every cell gets a title band of
+    :data:`PANEL_BG` above its image with the label in white, never drawn over the picture
+    itself. ``pad`` pixels separate the cells.
 
     Returns:
         (rows * (band + cell_h) + (rows - 1) * pad, cols * cell_w + (cols - 1) * pad, 3) uint8
@@ -629,6 +629,8 @@ def tile(
             x += (cols - last) * (cw + pad) // 2
         if band and labels is not None and labels[i]:
             out[y : y + band, x : x + cw] = _title_band(cw, band, str(labels[i]), scale)
+        # centred in its cell, so a wide neighbour (a long legend) leaves even margins
+        x += (cw - im.shape[1]) // 2
         out[y + band : y + band + im.shape[0], x : x + im.shape[1]] = im
     return out
 

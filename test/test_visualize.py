@@ -222,7 +222,9 @@ def test_tile_layout() -> None:
     out = tile([a, b, c], cols=2, pad=1)
     assert out.shape == (2 * 4 + 1, 2 * 6 + 1, 3) and out.dtype == np.uint8
     assert (out[:4, :6] == 10).all()
-    assert (out[:2, 7:10] == 20).all() and (out[2:4, 7:] == PANEL_BG).all()
+    # a narrower image is centred across its cell, at the top
+    assert (out[:2, 8:11] == 20).all() and (out[2:4, 7:] == PANEL_BG).all()
+    assert (out[:2, 7] == PANEL_BG).all() and (out[:2, 11:] == PANEL_BG).all()
     assert (out[4] == PANEL_BG).all() and (out[:4, 6] == PANEL_BG).all()  # padding
     # the short last row is centred: half a cell (with its pad) in, background either side
     assert (out[5:9, 3:9] == 30).all()
