@@ -110,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         params = args.params or default_params_file()
-        settings, warnings = load_settings(
-            params if params.is_file() else None, weights=args.weights, device=args.device
-        )
+        settings, warnings = load_settings(params, weights=args.weights, device=args.device)
         print_warnings(warnings)
         out = Path(args.out)
         bag = args.bag

@@ -679,17 +679,30 @@ def test_max_frames_and_namespace(
     assert written["/stereo/points2"] == 2 and "/points2" not in written
 
 
-def test_missing_weights_fall_back_to_untrained_with_a_warning(tmp_path: Path) -> None:
+def test_missing_weights_are_an_error_and_untrained_only_when_asked(tmp_path: Path) -> None:
     params = write_params(tmp_path / "p.yaml", weights="no_such_weights.pt")
-    settings, warnings = load_settings(params)
+    with pytest.raises(ValueError, match="not found: neither") as info:
+        load_settings(params)
+    assert "no_such_weights.pt" in str(info.value) and "models" in str(info.value)
+    settings, warnings = load_settings(params, weights="none")
     assert settings.weights == "" and settings.weights_path() is None
-    assert len(warnings) == 1 and "no_such_weights.pt" in warnings[0]
-    assert "UNTRAINED" in warnings[0]
+    assert len(warnings) == 1 and "UNTRAINED" in warnings[0] and "as asked" in warnings[0]
     # a parameter file the node refuses is refused here too
     bad = write_params(tmp_path / "bad.yaml", queue_size=0)
     with pytest.raises(ValueError, match="queue_size"):
         load_settings(bad)
     assert default_params_file().name == "esp_joint.yaml"
+
+
+def test_replay_cli_refuses_missing_weights_with_both_places(
+    mcap_bag: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = replay_main(
+        [str(mcap_bag), "--out", str(tmp_path / "o"), "--weights", "runs/x/final.pt"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "not found: neither" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
 
 
 # ------------------------------------------------------------------------ replay == live node

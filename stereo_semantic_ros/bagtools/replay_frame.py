@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from stereo_semantic_ros.calibration import StereoCalibration
-from stereo_semantic_ros.pipeline import InputError, StereoPipeline
+from stereo_semantic_ros.pipeline import FrameDroppedError, InputError, StereoPipeline
 from stereo_semantic_ros.ros.conversions import stamp_to_ns
 from stereo_semantic_ros.ros.node_stats import DROP_REASONS
 from stereo_semantic_ros.ros.outputs import build_messages, pipeline_outputs_for
@@ -26,7 +26,10 @@ from stereo_semantic_ros.ros.stereo_inputs import RejectedFrameError, decode_ste
 
 #: Reasons for which a frame is *dropped* (never formed a set) vs *failed* (set unusable).
 DROPPED_REASONS = ("no_partner", "no_camera_info", "stale_stamp")
-FAILED_REASONS = tuple(r for r in DROP_REASONS if r not in DROPPED_REASONS + ("busy",))
+# busy and input_reset only happen live (inference still running; a synchroniser reset)
+FAILED_REASONS = tuple(
+    r for r in DROP_REASONS if r not in DROPPED_REASONS + ("busy", "input_reset")
+)
 
 
 @dataclass
@@ -98,6 +101,9 @@ def process_set(
             min_confidence=settings.min_confidence,
             cloud=settings.cloud_options(),
         )
+    except FrameDroppedError as exc:  # too_large, non_finite_output, out_of_memory: as live
+        out.failure = (exc.reason, str(exc))
+        return out
     except InputError as exc:  # decode_stereo_inputs checked the pair: unexpected, as live
         out.failure = ("pipeline_error", str(exc))
         return out

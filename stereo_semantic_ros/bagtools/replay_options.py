@@ -3,8 +3,9 @@
 From code, build :class:`ReplayOptions` with settings from :func:`load_settings` (the node's
 parameter file through the node's own reader and checks, so a file the node refuses is refused
 here too). From the command line, :func:`build_parser` and :func:`options_from_args` do the same
-for ``stereo-semantic-replay``. Weights that are missing or absent come back as warnings, which
-:func:`print_warnings` prints loudly: an untrained network's outputs and accuracy mean nothing.
+for ``stereo-semantic-replay``. A weights file that cannot be found is an error naming every
+place tried; only an explicit ``--untrained`` (``--weights none``, ``weights: ''``) runs the
+untrained network, with a warning :func:`print_warnings` prints loudly.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any
 
 from stereo_semantic_ros.bagtools.bagio import normalize_topic
 from stereo_semantic_ros.bagtools.make_bag import TOPICS as BAG_TOPICS
-from stereo_semantic_ros.ros.settings import NodeSettings, read_parameter_file, resolve_weights
+from stereo_semantic_ros.resources import ResourceError
+from stereo_semantic_ros.resources import default_params_file as _package_params_file
+from stereo_semantic_ros.ros.settings import NodeSettings, read_parameter_file
 
 INPUT_ROLES = ("left_image", "right_image", "left_info", "right_info")
 EXIT_NOTHING_PROCESSED = 3
@@ -80,15 +83,15 @@ class ReplayOptions:
 
 
 def default_params_file() -> Path:
-    """config/esp_joint.yaml of the installed package (ament index), else of this checkout."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
+    """The package's config/esp_joint.yaml (wherever it is installed: resources.py).
 
-        share = Path(get_package_share_directory("stereo_semantic_ros"))
-        return share / "config" / "esp_joint.yaml"
-    except (ImportError, LookupError, ValueError, OSError):
-        # OSError: ament_index_python's answer when AMENT_PREFIX_PATH is unset (no ROS env)
-        return Path(__file__).resolve().parents[2] / "config" / "esp_joint.yaml"
+    Raises:
+        ReplayError: the package's config/ is nowhere (a broken install).
+    """
+    try:
+        return _package_params_file()
+    except ResourceError as exc:
+        raise ReplayError(f"{exc}; or pass --params") from None
 
 
 def load_settings(
@@ -100,12 +103,12 @@ def load_settings(
 ) -> tuple[NodeSettings, list[str]]:
     """The node's settings from its parameter file, with command-line overrides.
 
-    A ``weights`` file that does not exist (e.g. the shipped weights before they are trained)
-    falls back to the UNTRAINED network; this and running untrained at all are returned as
-    warnings to print loudly.
+    ``weights``: ``none``/``untrained``/``''`` ask for the untrained network (returned with a
+    warning to print loudly); anything else must exist (the node's rule: a relative path in the
+    current directory, then in the package's models/).
 
     Raises:
-        SettingsError: unreadable file or a refused value.
+        SettingsError: unreadable file, a refused value, or weights that are nowhere.
     """
     values = read_parameter_file(params_file) if params_file is not None else {}
     values.update(overrides or {})
@@ -114,21 +117,11 @@ def load_settings(
     if device is not None:
         values["device"] = device
     warnings: list[str] = []
-    name = values.get("weights", "")
-    if isinstance(name, str) and name:
-        path = resolve_weights(name)
-        if path is not None and not path.is_file():
-            warnings.append(
-                f"weights file {path} does not exist: falling back to an UNTRAINED network "
-                "with random weights; outputs and accuracy are MEANINGLESS. Train or install "
-                "the weights (models/) or pass --weights"
-            )
-            values["weights"] = ""
     settings = NodeSettings.from_parameters(values)
-    if settings.weights_path() is None and not warnings:
+    if settings.weights_path() is None:
         warnings.append(
-            "no weights given: running an UNTRAINED network with random weights; outputs and "
-            "accuracy are MEANINGLESS (set 'weights' in the parameter file or pass --weights)"
+            "running an UNTRAINED network with random weights, as asked (weights ''); outputs "
+            "and accuracy are MEANINGLESS (set 'weights' in the parameter file or pass --weights)"
         )
     return settings, warnings
 
@@ -182,8 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--weights",
-        help="checkpoint, overrides the parameter file (relative: "
-        "under models/; 'none' = untrained network)",
+        help="checkpoint, overrides the parameter file (a relative path: in the current "
+        "directory, then in the package's models/; a missing file is an error)",
+    )
+    p.add_argument(
+        "--untrained",
+        action="store_true",
+        help="run the UNTRAINED network (random weights; plumbing checks only)",
     )
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N, overrides the parameter file")
     p.add_argument(
@@ -232,9 +230,10 @@ def options_from_args(args: argparse.Namespace) -> ReplayOptions:
     if args.previews < 0:
         raise ReplayError(f"--previews must be >= 0, got {args.previews}")
     params = args.params if args.params is not None else default_params_file()
-    if args.params is None and not params.is_file():
-        params = None  # no installed config: the node's defaults
-    settings, warnings = load_settings(params, weights=args.weights, device=args.device)
+    if args.untrained and args.weights is not None:
+        raise ReplayError("give --weights or --untrained, not both")
+    weights = "" if args.untrained else args.weights
+    settings, warnings = load_settings(params, weights=weights, device=args.device)
     out = (
         args.out
         if args.out is not None

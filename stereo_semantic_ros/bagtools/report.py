@@ -2,7 +2,8 @@
 
 Accuracy uses the accumulators of :mod:`stereo_semantic_ros.metrics`, pixel-weighted over all
 scored frames as ``stereo-semantic-eval`` reports them (disparity on every pixel with ground
-truth, depth on ground-truth depths up to :data:`~stereo_semantic_ros.evaluate.DEFAULT_MAX_DEPTH`,
+truth, depth on ground-truth depths up to :data:`~stereo_semantic_ros.metrics.DEPTH_CAP_M`
+(predictions clipped to it),
 segmentation by confusion matrix). :func:`replay_report` gathers one run's figures and counts
 into the report, :func:`write_report` writes it as strict JSON. The printed table is made from
 that report, rounding each figure to the decimals :data:`ACCURACY_ROWS` gives, so the screen and
@@ -25,6 +26,7 @@ from stereo_semantic_ros.bagtools.replay_options import GT_ROLES, INPUT_ROLES, R
 from stereo_semantic_ros.calibration import StereoCalibration
 from stereo_semantic_ros.labels import LabelSet
 from stereo_semantic_ros.metrics import (
+    DEPTH_CAP_M,
     ConfusionMatrix,
     DepthAccumulator,
     DisparityAccumulator,
@@ -36,9 +38,6 @@ from stereo_semantic_ros.sync import DROP_REASONS as SYNC_DROP_REASONS
 if TYPE_CHECKING:  # replay_run scores with this module's GroundTruthScores
     from stereo_semantic_ros.bagtools.replay_run import ReplayRun
 
-MAX_DEPTH_M = 80.0
-"""Ground-truth depths beyond this many metres are not scored (KITTI convention, as
-``stereo-semantic-eval``)."""
 PERCENTILES = (50, 90, 99)
 
 #: (JSON path, label, unit, scale, decimals) of the accuracy rows of the summary table.
@@ -125,8 +124,7 @@ class GroundTruthScores:
             self._scored += scored
             frame["density"] = 100.0 * dense / scored if scored else math.nan
             gt_depth = np.where(gt_valid, calib.depth_from_disparity(gt_disparity), np.nan)
-            with np.errstate(invalid="ignore"):
-                depth_mask = np.isfinite(gt_depth) & (gt_depth <= MAX_DEPTH_M)
+            depth_mask = np.isfinite(gt_depth)  # the metrics apply the range cap
             pred_depth = calib.depth_from_disparity(pred_disparity)
             self._depth.update(pred_depth, gt_depth, depth_mask)
             frame["depth"] = depth_metrics(pred_depth, gt_depth, depth_mask)
@@ -151,7 +149,7 @@ class GroundTruthScores:
             out["disparity"] = self._disparity.compute()
             out["density"] = 100.0 * self._dense / self._scored if self._scored else math.nan
             out["depth"] = self._depth.compute()
-            out["max_depth_m"] = MAX_DEPTH_M
+            out["max_depth_m"] = DEPTH_CAP_M
         if self._has["segmentation"]:
             out["segmentation"] = self._confusion.to_dict(self.label_set.names)
         return out
