@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from stereo_semantic_ros import evaluate
 from stereo_semantic_ros.checkpoint import CheckpointError, load_checkpoint
+from stereo_semantic_ros.evaluation import cli as evaluate_cli
 from stereo_semantic_ros.networks.blocks import count_parameters
 from stereo_semantic_ros.train import train
 from stereo_semantic_ros.training import FINAL
@@ -166,7 +166,7 @@ def _evaluate(
         argv += ["--max-images", str(max_images)]
     if not progress:
         argv.append("--no-progress")
-    if evaluate.main(argv) != 0:
+    if evaluate_cli.main(argv) != 0:
         raise AblationError(f"evaluating {weights} failed (see the message above)")
     return json.loads((out / "metrics.json").read_text())["methods"]["ours"]
 

@@ -14,22 +14,19 @@ import numpy as np
 import pytest
 import torch
 
-from stereo_semantic_ros.baselines import (
+from stereo_semantic_ros.calibration import StereoCalibration
+from stereo_semantic_ros.checkpoint import Checkpoint, save_checkpoint
+from stereo_semantic_ros.datasets.sample import StereoSample
+from stereo_semantic_ros.evaluation.baselines import (
     STEREO_IMAGE_PROC_SGBM_DEFAULTS,
     SgbmBaseline,
     SgbmParams,
     disparity_range_for,
 )
-from stereo_semantic_ros.calibration import StereoCalibration
-from stereo_semantic_ros.checkpoint import Checkpoint, save_checkpoint
-from stereo_semantic_ros.datasets.sample import StereoSample
-from stereo_semantic_ros.evaluate import (
-    PipelinePredictor,
-    Prediction,
-    evaluate,
-    main,
-    main_table_rows,
-)
+from stereo_semantic_ros.evaluation.cli import main
+from stereo_semantic_ros.evaluation.predictors import PipelinePredictor, Prediction
+from stereo_semantic_ros.evaluation.report import main_table_rows
+from stereo_semantic_ros.evaluation.runner import evaluate
 from stereo_semantic_ros.labels import CITYSCAPES_19, IGNORE_LABEL
 from stereo_semantic_ros.networks import get_model
 from stereo_semantic_ros.pipeline import StereoPipeline

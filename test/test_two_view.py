@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from stereo_semantic_ros.baselines import SgbmBaseline, SgbmFilledBaseline, fill_holes_rowwise
 from stereo_semantic_ros.checkpoint import Checkpoint, save_checkpoint
 from stereo_semantic_ros.datasets.base import DatasetError
 from stereo_semantic_ros.datasets.middlebury import (
@@ -24,7 +23,13 @@ from stereo_semantic_ros.datasets.middlebury import (
     read_pfm,
     write_pfm,
 )
-from stereo_semantic_ros.evaluate import evaluate, main
+from stereo_semantic_ros.evaluation.baselines import (
+    SgbmBaseline,
+    SgbmFilledBaseline,
+    fill_holes_rowwise,
+)
+from stereo_semantic_ros.evaluation.cli import main
+from stereo_semantic_ros.evaluation.runner import evaluate
 from stereo_semantic_ros.metrics import benchmark_disparity_metrics
 from stereo_semantic_ros.networks import get_model
 

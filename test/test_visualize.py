@@ -485,7 +485,8 @@ def test_eval_picture_has_bars_legends_and_no_empty_cell(
 ) -> None:
     from dataclasses import replace
 
-    from stereo_semantic_ros.evaluate import Prediction, sample_picture
+    from stereo_semantic_ros.evaluation.pictures import sample_picture
+    from stereo_semantic_ros.evaluation.predictors import Prediction
 
     disp, labels = _prediction(scene)
     sample = scene if with_labels else replace(scene, labels=None)
@@ -509,7 +510,8 @@ def test_one_disparity_colour_map_for_node_replay_and_eval(scene: StereoSample) 
     from std_msgs.msg import Header
 
     from stereo_semantic_ros.bagtools.previews import preview_images
-    from stereo_semantic_ros.evaluate import Prediction, sample_picture
+    from stereo_semantic_ros.evaluation.pictures import sample_picture
+    from stereo_semantic_ros.evaluation.predictors import Prediction
     from stereo_semantic_ros.pipeline import PipelineResult
     from stereo_semantic_ros.ros.conversions import image_to_array
     from stereo_semantic_ros.ros.outputs import OutputStyle, build_messages

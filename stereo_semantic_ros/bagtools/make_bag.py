@@ -227,7 +227,7 @@ def dataset_samples(
     A sample that cannot be read yields ``(name, None)``: make-bag skips it and goes on.
     """
     from stereo_semantic_ros.augment import resize_sample
-    from stereo_semantic_ros.evaluate import open_dataset
+    from stereo_semantic_ros.evaluation.cli import open_dataset
 
     dataset = open_dataset(source, root, split)
     for i in range(len(dataset)):

@@ -1,5 +1,6 @@
 """Validation during training: the held-out split (``data.val``), every ``train.eval_every``
-steps and at the end, scored through the evaluation CLI's code path.
+steps and at the end, scored through the evaluation CLI's code path (its one
+:class:`~stereo_semantic_ros.evaluation.scorer.Scorer`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from stereo_semantic_ros.evaluation.predictors import PipelinePredictor
+from stereo_semantic_ros.evaluation.runner import evaluate
+from stereo_semantic_ros.pipeline import StereoPipeline
 
 # log column -> where the evaluation report holds it
 VAL_KEYS = {
@@ -29,9 +34,6 @@ def validate(
     max_images: int | None,
 ) -> dict[str, float]:
     """Evaluate the current weights through the shared pipeline (the eval CLI's code path)."""
-    from stereo_semantic_ros.evaluate import PipelinePredictor, evaluate
-    from stereo_semantic_ros.pipeline import StereoPipeline
-
     was_training = model.training
     pipe = StereoPipeline(model, mean=mean, std=std, device=str(device))
     try:

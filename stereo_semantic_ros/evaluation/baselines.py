@@ -48,7 +48,7 @@ import cv2
 import numpy as np
 
 from stereo_semantic_ros.datasets.sample import StereoSample
-from stereo_semantic_ros.evaluate import Prediction
+from stereo_semantic_ros.evaluation.predictors import Prediction
 from stereo_semantic_ros.pipeline import INVALID_DISPARITY
 
 __all__ = [
@@ -129,7 +129,7 @@ def disparity_range_for(max_disparity: float) -> int:
 
 
 class SgbmBaseline:
-    """OpenCV StereoSGBM as a predictor for :func:`stereo_semantic_ros.evaluate.evaluate`.
+    """OpenCV StereoSGBM as a predictor for :func:`~stereo_semantic_ros.evaluation.runner.evaluate`.
 
     Args:
         params: matcher settings; default: ``stereo_image_proc``'s with ``disparity_range``.
@@ -195,7 +195,8 @@ class SgbmBaseline:
         return np.where(disp > 0, disp, np.float32(INVALID_DISPARITY)).astype(np.float32)
 
     def predict(self, sample: StereoSample) -> Prediction:
-        """Evaluation hook (:class:`~stereo_semantic_ros.evaluate.Predictor`): disparity only."""
+        """Evaluation hook (a :class:`~stereo_semantic_ros.evaluation.predictors.Predictor`):
+        disparity only."""
         return Prediction(disparity=self.compute(sample.left, sample.right), labels=None)
 
 
