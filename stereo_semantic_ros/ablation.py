@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from stereo_semantic_ros.checkpoint import CheckpointError, load_checkpoint
+from stereo_semantic_ros.datasets.registry import dataset_names
 from stereo_semantic_ros.evaluation import cli as evaluate_cli
 from stereo_semantic_ros.networks.blocks import count_parameters
 from stereo_semantic_ros.train import train
@@ -295,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--dataset",
-        choices=("kitti2015", "cityscapes", "vkitti2"),
+        choices=dataset_names(evaluated=True, two_view=False),
         default="kitti2015",
         help="on-disk layout of --test-data (default: kitti2015, which the generator writes)",
     )
@@ -323,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--real-dataset",
-        choices=("middlebury", "eth3d"),
+        choices=dataset_names(evaluated=True, two_view=True),
         default="middlebury",
         help="on-disk layout of a --real-data folder (default: middlebury)",
     )

@@ -6,7 +6,6 @@ only rebuilds tensors and plain containers: loading a checkpoint can never run c
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import pickle
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 
 from stereo_semantic_ros.labels import CITYSCAPES_19, LabelSet
-from stereo_semantic_ros.networks import get_model_builder
+from stereo_semantic_ros.networks import get_model_builder, hyper_parameters
 
 FORMAT = "stereo_semantic_ros.checkpoint/1"
 
@@ -88,9 +87,10 @@ class Checkpoint:
         where = f"{self.source}: " if self.source else ""
         try:
             builder = get_model_builder(self.architecture)
+            known = hyper_parameters(self.architecture)
         except ValueError as exc:
             raise CheckpointError(f"{where}{exc}") from None
-        unknown = _unknown_arguments(builder, self.hyper_parameters)
+        unknown = sorted(str(k) for k in self.hyper_parameters if k not in known)
         if unknown:
             raise CheckpointError(
                 f"{where}unknown hyper-parameter(s) {', '.join(unknown)} for architecture "
@@ -106,17 +106,6 @@ class Checkpoint:
         source = f"{self.source}, {self.architecture}" if self.source else self.architecture
         load_state_dict_checked(model, self.state_dict, source=source)
         return model.eval()
-
-
-def _unknown_arguments(builder: Any, arguments: dict[str, Any]) -> list[str]:
-    """Names in ``arguments`` that ``builder`` takes no parameter for (none if it takes **kw)."""
-    try:
-        params = inspect.signature(builder).parameters
-    except (TypeError, ValueError):  # a builtin without a signature: let the call decide
-        return []
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return []
-    return sorted(str(k) for k in arguments if k not in params)
 
 
 def _plain(value: Any) -> Any:

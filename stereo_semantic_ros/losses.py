@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stereo_semantic_ros.labels import IGNORE_LABEL
+from stereo_semantic_ros.networks.contract import TASKS
 
 
 def class_weights_from_frequencies(pixel_counts: np.ndarray, c: float = 1.02) -> np.ndarray:
@@ -326,7 +327,6 @@ TASK_OF_OUTPUT = {"disparity": "disparity", "depth": "disparity", "seg_logits": 
 """Network output key -> task name (the names used by ``train.tasks`` and the network): the
 geometric task is ``disparity`` (what the node publishes) whether the network outputs
 disparity or depth."""
-TASKS = tuple(dict.fromkeys(TASK_OF_OUTPUT.values()))
 
 WEIGHTINGS = ("fixed", "gradnorm", "uncertainty")
 

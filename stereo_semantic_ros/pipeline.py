@@ -8,7 +8,7 @@ labels and the 3D points are computed on the device, and only the requested arra
 in a single device-to-host copy.
 
 Two kinds of network, told apart by the model's ``geometry`` attribute
-(:func:`~stereo_semantic_ros.networks.registry.geometry_of`):
+(:mod:`~stereo_semantic_ros.networks.contract`):
 
 * ``disparity`` (the default; esp_joint, corr_mtl): stereo networks that take the pair and
   output ``disparity`` in pixels and its ``confidence``; depth is ``fx * B / (d + doffs)``.
@@ -61,7 +61,8 @@ from torch import nn
 from stereo_semantic_ros.calibration import StereoCalibration
 from stereo_semantic_ros.checkpoint import DEFAULT_MEAN, DEFAULT_STD, Checkpoint, load_checkpoint
 from stereo_semantic_ros.labels import CITYSCAPES_19, IGNORE_LABEL, LabelSet
-from stereo_semantic_ros.networks import geometry_of, get_model
+from stereo_semantic_ros.networks import get_model
+from stereo_semantic_ros.networks.contract import network_traits
 from stereo_semantic_ros.pointcloud import PointCloudOptions, build_cloud
 from stereo_semantic_ros.preprocess import hwc_to_bchw, normalize, pad_to_multiple
 
@@ -253,10 +254,11 @@ class StereoPipeline:
         self.std = tuple(float(v) for v in std)
         self.input_scale = float(input_scale)
         self.input_bound = input_bound or InputBound()
-        self.stride = int(getattr(model, "stride", 8))
-        self.max_disparity = int(getattr(model, "max_disparity", 192))
-        self.tasks = tuple(getattr(model, "tasks", ("disparity", "segmentation")))
-        self.geometry = geometry_of(model)
+        traits = network_traits(model)  # the network contract (networks/contract.py)
+        self.stride = traits.stride
+        self.max_disparity = traits.max_disparity
+        self.tasks = traits.tasks
+        self.geometry = traits.geometry
         self.checkpoint: Checkpoint | None = None
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True

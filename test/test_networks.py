@@ -117,6 +117,6 @@ def test_single_task_variants():
 def test_registry_refuses_duplicates_and_unknown_names():
     assert "esp_joint" in list_models()
     with pytest.raises(ValueError, match="already registered"):
-        register_model("esp_joint")(lambda: None)
+        register_model("esp_joint", ESPJointNet)(lambda: None)
     with pytest.raises(ValueError, match="unknown architecture 'nope'"):
         get_model("nope")

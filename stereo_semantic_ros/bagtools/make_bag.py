@@ -47,9 +47,11 @@ from stereo_semantic_ros.bagtools.bagio import (
     format_size,
     storage_plugin,
 )
+from stereo_semantic_ros.datasets.registry import dataset_names, open_dataset
 from stereo_semantic_ros.datasets.sample import StereoSample
 
-SOURCES = ("synthetic", "kitti2015", "cityscapes", "vkitti2", "middlebury", "eth3d")
+SOURCES = ("synthetic", *dataset_names(evaluated=True))
+"""``synthetic``: scenes generated on the fly; the rest: the dataset table's evaluation rows."""
 BUILTIN_MOTORCYCLE = "builtin:motorcycle"
 DEFAULT_FRAME_ID = "left_camera_optical_frame"
 DEFAULT_START_S = 1_700_000_000.0
@@ -227,7 +229,6 @@ def dataset_samples(
     A sample that cannot be read yields ``(name, None)``: make-bag skips it and goes on.
     """
     from stereo_semantic_ros.augment import resize_sample
-    from stereo_semantic_ros.evaluation.cli import open_dataset
 
     dataset = open_dataset(source, root, split)
     for i in range(len(dataset)):

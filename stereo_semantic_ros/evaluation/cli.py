@@ -18,6 +18,7 @@ import numpy as np
 from stereo_semantic_ros.checkpoint import CheckpointError
 from stereo_semantic_ros.datasets.base import DatasetError
 from stereo_semantic_ros.datasets.middlebury import is_builtin
+from stereo_semantic_ros.datasets.registry import dataset_names, get_dataset_spec, open_dataset
 from stereo_semantic_ros.evaluation.baselines import (
     SgbmBaseline,
     SgbmFilledBaseline,
@@ -36,61 +37,16 @@ from stereo_semantic_ros.metrics import DEPTH_CAP_M
 from stereo_semantic_ros.pipeline import StereoPipeline
 from stereo_semantic_ros.ros.settings import NodeSettings
 
-__all__ = ["DATASETS", "TWO_VIEW_DATASETS", "build_parser", "main", "open_dataset"]
+__all__ = ["DATASETS", "TWO_VIEW_DATASETS", "build_parser", "main"]
 
-TWO_VIEW_DATASETS = ("middlebury", "eth3d")
+TWO_VIEW_DATASETS = dataset_names(evaluated=True, two_view=True)
 """Two-view benchmark layouts (:mod:`stereo_semantic_ros.datasets.middlebury`)."""
-DATASETS = ("kitti2015", "cityscapes", "vkitti2", *TWO_VIEW_DATASETS)
+DATASETS = dataset_names(evaluated=True)
 DEFAULT_WEIGHTS = Path("models/esp_joint_mixed.pt")
-_DEFAULT_SPLITS = {
-    "kitti2015": "training",
-    "cityscapes": "val",
-    "vkitti2": "all scenes",
-    "middlebury": "all scenes",
-    "eth3d": "all scenes",
-}
 
 
 class _UsageError(ValueError):
     """Bad command-line input; reported in one line with exit code 2."""
-
-
-def open_dataset(name: str, root: Path | str, split: str | None) -> Any:
-    """The evaluation data set (no augmentation) of ``name`` under ``root``.
-
-    ``split``: kitti2015 ``training`` (default; our synthetic scenes are written there too) or
-    ``testing``; cityscapes ``train``/``val`` (default)/``test``; vkitti2 a comma-separated list
-    of scenes (default: all); middlebury / eth3d a comma-separated list of scene directories
-    (default: all). ``root`` ``builtin:motorcycle`` is the Middlebury 2014 Motorcycle pair
-    scikit-image ships (any ``name`` of :data:`TWO_VIEW_DATASETS`; no download).
-    """
-    from stereo_semantic_ros.datasets.middlebury import is_builtin
-
-    if is_builtin(root):
-        from stereo_semantic_ros.datasets.middlebury import open_builtin
-
-        if name not in TWO_VIEW_DATASETS:
-            raise _UsageError(f"{root} is a two-view pair: use --dataset middlebury (or none)")
-        return open_builtin(str(root))
-    if name in TWO_VIEW_DATASETS:
-        from stereo_semantic_ros.datasets.middlebury import TwoViewBenchmark
-
-        scenes = [s for s in split.split(",") if s] if split else None
-        return TwoViewBenchmark(root, name, scenes=scenes)
-    if name == "kitti2015":
-        from stereo_semantic_ros.datasets.kitti import Kitti2015
-
-        return Kitti2015(root, split or "training")
-    if name == "cityscapes":
-        from stereo_semantic_ros.datasets.cityscapes import Cityscapes
-
-        return Cityscapes(root, split or "val")
-    if name == "vkitti2":
-        from stereo_semantic_ros.datasets.vkitti2 import VirtualKitti2
-
-        scenes = [s for s in split.split(",") if s] if split else None
-        return VirtualKitti2(root, scenes=scenes)
-    raise _UsageError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
 def max_gt_disparity(dataset: Any, max_images: int | None = None) -> float:
@@ -249,7 +205,7 @@ def _run(args: argparse.Namespace) -> int:
         raise _UsageError(f"data root {args.data} does not exist or is not a directory")
     try:
         dataset = open_dataset(args.dataset, args.data, args.split)
-    except DatasetError as exc:
+    except DatasetError as exc:  # DatasetUseError included
         raise _UsageError(str(exc)) from exc
     pipeline, weights_path = _build_pipeline(args)
     ours = PipelinePredictor(pipeline)
@@ -295,7 +251,7 @@ def _run(args: argparse.Namespace) -> int:
     report["dataset"] = {
         "name": args.dataset,
         "root": str(args.data),
-        "split": args.split or _DEFAULT_SPLITS[args.dataset],
+        "split": args.split or get_dataset_spec(args.dataset).eval_split or "all scenes",
         "size": len(dataset),
     }
     report["two_view"] = two_view

@@ -61,11 +61,10 @@ class PipelinePredictor:
         self.pipeline = pipeline
         self.name = name
         self.min_confidence = float(min_confidence)
-        tasks = tuple(getattr(pipeline.model, "tasks", ("disparity", "segmentation")))
         self._outputs = tuple(
             out
             for out, task in (("disparity", "disparity"), ("labels", "segmentation"))
-            if task in tasks
+            if task in pipeline.tasks
         )
 
     @property

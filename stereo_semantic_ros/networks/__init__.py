@@ -9,8 +9,16 @@ from stereo_semantic_ros.networks.registry import (
     geometry_of,
     get_model,
     get_model_builder,
+    hyper_parameters,
     list_models,
     register_model,
 )
 
-__all__ = ["geometry_of", "get_model", "get_model_builder", "list_models", "register_model"]
+__all__ = [
+    "geometry_of",
+    "get_model",
+    "get_model_builder",
+    "hyper_parameters",
+    "list_models",
+    "register_model",
+]

@@ -81,6 +81,7 @@ The paper is vague about most of this; the choices made here, and why:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -96,9 +97,9 @@ from stereo_semantic_ros.networks.blocks import (
     soft_argmin,
     upsample_to,
 )
+from stereo_semantic_ros.networks.contract import TASKS, StereoNetwork, check_tasks
 from stereo_semantic_ros.networks.registry import register_model
 
-TASKS = ("disparity", "segmentation")
 CROSS_STITCH = ("all", "last", "none")
 MATCHING_COSTS = ("correlation", "correlation+census")
 
@@ -141,7 +142,7 @@ class Decoder(nn.ModuleList):
         )
 
 
-class CorrMTLNet(nn.Module):
+class CorrMTLNet(StereoNetwork):
     """FlowNetCorr encoder shared by a disparity and a segmentation decoder with alpha layers.
 
     Args:
@@ -193,9 +194,7 @@ class CorrMTLNet(nn.Module):
             )
         if max_disparity % 4 or max_disparity <= 0:
             raise ValueError(f"max_disparity must be a positive multiple of 4, got {max_disparity}")
-        tasks = tuple(tasks)
-        if not tasks or any(t not in TASKS for t in tasks) or len(set(tasks)) != len(tasks):
-            raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {tasks}")
+        tasks = check_tasks(tasks)
         if width < 1:
             raise ValueError(f"width must be >= 1, got {width}")
         if patch_size < 1 or patch_size % 2 == 0:
@@ -333,32 +332,10 @@ class CorrMTLNet(nn.Module):
         return out
 
 
-@register_model("corr_mtl")
-def corr_mtl(
-    *,
-    num_classes: int = 19,
-    max_disparity: int = 192,
-    width: int = 32,
-    patch_size: int = 1,
-    cross_stitch: str = "all",
-    alpha_same: float = 0.9,
-    alpha_diff: float = 0.1,
-    tasks: Sequence[str] = TASKS,
-    matching_cost: str = "correlation",
-    census_window: int = 7,
-    census_in_head: bool = False,
-) -> CorrMTLNet:
-    """Correlation multi-task network (4.9M parameters for 19 classes, D = 192, width 32)."""
-    return CorrMTLNet(
-        num_classes=num_classes,
-        max_disparity=max_disparity,
-        width=width,
-        patch_size=patch_size,
-        cross_stitch=cross_stitch,
-        alpha_same=alpha_same,
-        alpha_diff=alpha_diff,
-        tasks=tasks,
-        matching_cost=matching_cost,
-        census_window=census_window,
-        census_in_head=census_in_head,
-    )
+@register_model("corr_mtl", CorrMTLNet)
+def corr_mtl(**kwargs: Any) -> CorrMTLNet:
+    """Correlation multi-task network (4.9M parameters for 19 classes, D = 192, width 32).
+
+    Keyword arguments: :class:`CorrMTLNet`'s.
+    """
+    return CorrMTLNet(**kwargs)

@@ -18,6 +18,7 @@ hypotheses at 1/4 resolution (bilinearly upsampled) instead of trilinearly inter
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,9 +36,9 @@ from stereo_semantic_ros.networks.blocks import (
     soft_argmin,
     upsample_to,
 )
+from stereo_semantic_ros.networks.contract import TASKS, StereoNetwork, check_tasks
 from stereo_semantic_ros.networks.registry import register_model
 
-TASKS = ("disparity", "segmentation")
 MATCHING_COSTS = ("concat", "census", "concat+census")
 
 
@@ -149,7 +150,7 @@ class DecoderStage(nn.Module):
         return seg, disp
 
 
-class ESPJointNet(nn.Module):
+class ESPJointNet(StereoNetwork):
     """Joint semantic segmentation and disparity network with ESP blocks.
 
     Args:
@@ -196,9 +197,7 @@ class ESPJointNet(nn.Module):
             )
         if max_disparity % 4 or max_disparity <= 0:
             raise ValueError(f"max_disparity must be a positive multiple of 4, got {max_disparity}")
-        tasks = tuple(tasks)
-        if not tasks or any(t not in TASKS for t in tasks):
-            raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {tasks}")
+        tasks = check_tasks(tasks)
         self.num_classes = num_classes
         self.max_disparity = max_disparity
         self.tasks = tasks
@@ -339,34 +338,10 @@ class ESPJointNet(nn.Module):
         return out
 
 
-@register_model("esp_joint")
-def esp_joint(
-    *,
-    num_classes: int = 19,
-    max_disparity: int = 192,
-    p: int = 5,
-    q: int = 3,
-    branches: int = 5,
-    feature_channels: int = 16,
-    volume_channels: int = 32,
-    num_res_blocks: int = 5,
-    decoder_width: int = 48,
-    tasks: Sequence[str] = TASKS,
-    matching_cost: str = "concat",
-    census_window: int = 7,
-) -> ESPJointNet:
-    """ESP joint network with the paper's defaults (0.64M parameters for 19 classes, D = 192)."""
-    return ESPJointNet(
-        num_classes=num_classes,
-        max_disparity=max_disparity,
-        p=p,
-        q=q,
-        branches=branches,
-        feature_channels=feature_channels,
-        volume_channels=volume_channels,
-        num_res_blocks=num_res_blocks,
-        decoder_width=decoder_width,
-        tasks=tasks,
-        matching_cost=matching_cost,
-        census_window=census_window,
-    )
+@register_model("esp_joint", ESPJointNet)
+def esp_joint(**kwargs: Any) -> ESPJointNet:
+    """ESP joint network with the paper's defaults (0.64M parameters for 19 classes, D = 192).
+
+    Keyword arguments: :class:`ESPJointNet`'s.
+    """
+    return ESPJointNet(**kwargs)

@@ -78,15 +78,16 @@ The paper is vague about most of this; the choices made here, and why:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from stereo_semantic_ros.networks.blocks import ConvBNAct, NormLayer, leaky_relu, upsample_to
+from stereo_semantic_ros.networks.contract import TASKS, StereoNetwork, check_tasks
 from stereo_semantic_ros.networks.registry import register_model
 
-TASKS = ("disparity", "segmentation")
 ASPP_RATES = (6, 12, 18, 24)
 
 
@@ -187,7 +188,7 @@ class ASPP(nn.ModuleList):
         return out
 
 
-class HybridNet(nn.Module):
+class HybridNet(StereoNetwork):
     """Global depth, shared features, depth refinement and ASPP segmentation from one image.
 
     Args:
@@ -223,9 +224,7 @@ class HybridNet(nn.Module):
         norm_layer: NormLayer = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
-        tasks = tuple(tasks)
-        if not tasks or any(t not in TASKS for t in tasks) or len(set(tasks)) != len(tasks):
-            raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {tasks}")
+        tasks = check_tasks(tasks)
         if width < 1:
             raise ValueError(f"width must be >= 1, got {width}")
         if not 0 < min_depth < max_depth:
@@ -282,24 +281,10 @@ class HybridNet(nn.Module):
         return out
 
 
-@register_model("hybridnet")
-def hybridnet(
-    *,
-    num_classes: int = 19,
-    width: int = 32,
-    min_depth: float = 0.5,
-    max_depth: float = 100.0,
-    max_disparity: int = 192,
-    aspp_rates: Sequence[int] = ASPP_RATES,
-    tasks: Sequence[str] = TASKS,
-) -> HybridNet:
-    """HybridNet (4.75M parameters for 19 classes at width 32; 1.19M at width 16)."""
-    return HybridNet(
-        num_classes=num_classes,
-        width=width,
-        min_depth=min_depth,
-        max_depth=max_depth,
-        max_disparity=max_disparity,
-        aspp_rates=aspp_rates,
-        tasks=tasks,
-    )
+@register_model("hybridnet", HybridNet)
+def hybridnet(**kwargs: Any) -> HybridNet:
+    """HybridNet (4.75M parameters for 19 classes at width 32; 1.19M at width 16).
+
+    Keyword arguments: :class:`HybridNet`'s.
+    """
+    return HybridNet(**kwargs)

@@ -17,11 +17,13 @@ from typing import Any
 
 import yaml
 
+from stereo_semantic_ros.datasets.registry import DATASETS
 from stereo_semantic_ros.losses import WEIGHTINGS
-from stereo_semantic_ros.networks import get_model_builder
+from stereo_semantic_ros.networks import hyper_parameters
+from stereo_semantic_ros.networks.contract import TASKS
 
-DATASET_TYPES = ("synthetic", "kitti2015", "cityscapes", "vkitti2", "middlebury", "eth3d")
-TASKS = ("disparity", "segmentation")
+DATASET_TYPES = tuple(DATASETS)
+"""``data.type`` values: the names of the one dataset table."""
 SEG_WARP_DISPARITIES = ("ground_truth", "predicted")
 
 
@@ -281,10 +283,9 @@ def config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
     if not isinstance(architecture, str):
         raise ConfigError(f"model.architecture must be a string, got {architecture!r}")
     try:
-        builder = get_model_builder(architecture)
+        params = hyper_parameters(architecture)
     except ValueError as exc:
         raise ConfigError(f"model.architecture: {exc}") from None
-    params = inspect.signature(builder).parameters
     for key in ("tasks", "num_classes"):
         if key in model_data:
             where = "train.tasks" if key == "tasks" else "the label set (19 classes)"
@@ -318,7 +319,8 @@ def _validate(cfg: TrainConfig) -> None:
         ("data", d.type, d.variations),
         ("data.val", (d.val.type or d.type) if d.val else None, d.val and d.val.variations),
     ):
-        if variations is not None and (kind != "vkitti2" or not variations):
+        takes = kind in DATASETS and DATASETS[kind].variations
+        if variations is not None and (not takes or not variations):
             raise ConfigError(
                 f"{where}.variations lists Virtual KITTI 2 variations (e.g. [clone, fog]); it "
                 f"needs type vkitti2 and at least one name, got {variations!r} for {kind}"

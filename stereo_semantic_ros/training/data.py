@@ -22,11 +22,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from stereo_semantic_ros.checkpoint import Checkpoint
+from stereo_semantic_ros.datasets import registry
 from stereo_semantic_ros.labels import IGNORE_LABEL
 from stereo_semantic_ros.losses import class_weights_from_frequencies
 from stereo_semantic_ros.preprocess import normalize
 from stereo_semantic_ros.training.config import (
-    DATASET_TYPES,
     ConfigError,
     DataConfig,
     TrainConfig,
@@ -65,43 +65,21 @@ def open_dataset(
     file_list: str | None = None,
     variations: list[str] | None = None,
 ) -> Dataset:
-    """The dataset ``kind`` under ``root`` (lazy imports: only the one used is loaded);
-    ``variations``: Virtual KITTI 2's rendering variations (default ``clone``)."""
-    if file_list is not None and kind not in ("synthetic", "kitti2015"):
-        raise ConfigError(f"a file_list only applies to synthetic and kitti2015 data, not {kind}")
-    if kind in ("synthetic", "kitti2015"):
-        from stereo_semantic_ros.datasets.kitti import Kitti2015
-
-        extra: dict[str, Any] = {}
-        if kind == "synthetic":
-            # our generator also writes the right view's ground truth: mirroring can use it
-            extra = {
-                "right_disparity_dir": "disp_occ_right",
-                "right_semantic_dir": "semantic_right",
-            }
-        if file_list is not None:
-            extra["file_list"] = Path(root) / file_list
-        return Kitti2015(root, str(split or "training"), augment=augment, **extra)
-    if kind == "cityscapes":
-        from stereo_semantic_ros.datasets.cityscapes import Cityscapes
-
-        return Cityscapes(root, str(split or "train"), augment=augment)
-    if kind == "vkitti2":
-        from stereo_semantic_ros.datasets.vkitti2 import VirtualKitti2
-
-        scenes = [split] if isinstance(split, str) else split
-        return VirtualKitti2(
-            root, scenes=scenes, variations=tuple(variations or ("clone",)), augment=augment
+    """The training dataset ``kind`` under ``root``, from the one dataset table
+    (:func:`stereo_semantic_ros.datasets.registry.open_dataset`); a request the table refuses
+    (a test-only pair, an option the layout has no use for) is a :class:`ConfigError`."""
+    try:
+        return registry.open_dataset(
+            kind,
+            root,
+            split,
+            purpose="train",
+            augment=augment,
+            file_list=file_list,
+            variations=variations,
         )
-    if kind in ("middlebury", "eth3d"):
-        from stereo_semantic_ros.datasets.middlebury import TwoViewBenchmark, is_builtin
-
-        if is_builtin(root):
-            # the pairs that ship with a dependency are real test data, never training data
-            raise ConfigError(f"{root} is an evaluation pair; it cannot be used for training")
-        scenes = [split] if isinstance(split, str) else split
-        return TwoViewBenchmark(root, kind, scenes=scenes, augment=augment)
-    raise ConfigError(f"unknown dataset type {kind!r}; choose one of {', '.join(DATASET_TYPES)}")
+    except registry.DatasetUseError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def build_augmentor(cfg: DataConfig, seed: int) -> Any:
