@@ -10,8 +10,15 @@ from stereo_semantic_ros.networks.blocks import (
     count_parameters,
     soft_argmin,
 )
+from stereo_semantic_ros.networks.contract import (
+    GEOMETRIES,
+    OUTPUTS,
+    TASKS,
+    StereoNetwork,
+    network_traits,
+)
 from stereo_semantic_ros.networks.esp_joint import ESPJointNet
-from stereo_semantic_ros.networks.registry import register_model
+from stereo_semantic_ros.networks.registry import hyper_parameters, register_model
 
 
 def test_esp_block_shapes_and_dilations():
@@ -120,3 +127,45 @@ def test_registry_refuses_duplicates_and_unknown_names():
         register_model("esp_joint", ESPJointNet)(lambda: None)
     with pytest.raises(ValueError, match="unknown architecture 'nope'"):
         get_model("nope")
+
+
+# --- the contract, for every registered architecture (torchvision's test_models style) ---------
+
+TINY_RECIPES = {
+    "esp_joint": "tiny_test.yaml",
+    "corr_mtl": "corr_mtl_tiny_test.yaml",
+    "hybridnet": "hybridnet_tiny_test.yaml",
+}
+
+
+def _tiny(arch: str) -> dict:
+    from pathlib import Path
+
+    from stereo_semantic_ros.training.config import load_config
+
+    recipe = Path(__file__).resolve().parent.parent / "config" / "train" / TINY_RECIPES[arch]
+    return dict(load_config(recipe).model.hyper_parameters)
+
+
+@pytest.mark.parametrize("arch", list_models())
+def test_every_registered_network_keeps_the_contract(arch):
+    model = get_model(arch, **_tiny(arch)).eval()
+    assert isinstance(model, StereoNetwork)
+    traits = network_traits(model)
+    assert traits.tasks == TASKS and traits.geometry in GEOMETRIES
+    h, w = 2 * traits.stride, 3 * traits.stride
+    left, right = torch.randn(2, 3, h, w), torch.randn(2, 3, h, w)
+    with torch.no_grad():
+        out = model(left, right)
+    wanted = {
+        k for k, (task, geometry, _) in OUTPUTS.items() if geometry in (traits.geometry, "any")
+    }
+    assert wanted <= set(out)
+    for key in wanted:
+        assert out[key].shape[0] == 2 and out[key].shape[-2:] == (h, w), key
+    with pytest.raises(ValueError, match=f"multiple of {traits.stride}"):
+        model(torch.randn(1, 3, h + 1, w), torch.randn(1, 3, h + 1, w))
+    # the builder forwards to the class: its hyper-parameters are the class's, listed once
+    params = hyper_parameters(arch)
+    assert {"num_classes", "max_disparity", "tasks"} <= set(params)
+    assert "norm_layer" not in params and type(get_model(arch, **_tiny(arch))) is type(model)

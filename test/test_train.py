@@ -21,6 +21,7 @@ import yaml
 from stereo_semantic_ros.checkpoint import load_checkpoint
 from stereo_semantic_ros.datasets.kitti import Kitti2015
 from stereo_semantic_ros.losses import class_weights_from_frequencies
+from stereo_semantic_ros.networks import get_model, list_models
 from stereo_semantic_ros.pipeline import StereoPipeline
 from stereo_semantic_ros.train import main
 from stereo_semantic_ros.training.config import ConfigError, config_from_dict, load_config
@@ -29,6 +30,18 @@ from stereo_semantic_ros.training.data import build_augmentor, dataset_statistic
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "config" / "train" / "tiny_test.yaml"
 SHIPPED = REPO / "config" / "train" / "esp_joint_synthetic.yaml"
+#: Per registered architecture: its seconds-long test recipe and its shipped recipe.
+TINY_RECIPES = {
+    "esp_joint": TINY,
+    "corr_mtl": REPO / "config" / "train" / "corr_mtl_tiny_test.yaml",
+    "hybridnet": REPO / "config" / "train" / "hybridnet_tiny_test.yaml",
+}
+SHIPPED_RECIPES = {
+    "esp_joint": SHIPPED,
+    "corr_mtl": REPO / "config" / "train" / "corr_mtl_synthetic.yaml",
+    "hybridnet": REPO / "config" / "train" / "hybridnet_synthetic.yaml",
+}
+ARCHITECTURES = list_models()
 
 
 def _env() -> dict[str, str]:
@@ -112,6 +125,104 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
     assert main(["--config", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "train.lr must be a number" in err and "Traceback" not in err
+
+
+# --- every registered architecture: its recipes, a tiny run, single-task runs ------------------
+
+
+def test_every_registered_architecture_has_a_tiny_and_a_shipped_recipe():
+    assert sorted(TINY_RECIPES) == sorted(SHIPPED_RECIPES) == ARCHITECTURES
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_recipes_are_valid(arch):
+    tiny, recipe = load_config(TINY_RECIPES[arch]), load_config(SHIPPED_RECIPES[arch])
+    assert tiny.model.architecture == recipe.model.architecture == arch
+    stride = get_model(arch, **tiny.model.hyper_parameters).stride
+    assert all(v % stride == 0 for v in (*tiny.data.crop, *recipe.data.crop))
+    if arch == "corr_mtl":
+        assert tiny.loss.seg_warp > 0 and recipe.loss.seg_warp > 0
+    if arch == "hybridnet":
+        # the paper's L_H = alpha * L_S + (L_DL + L_DN), alpha = 1000, labels equally weighted
+        assert recipe.loss.w_seg == 1000.0 and recipe.loss.w_disp == 1.0
+        assert not recipe.loss.class_weights
+        with pytest.raises(ConfigError, match="unknown key"):
+            load_config(TINY_RECIPES[arch], ["model.patch_size=1"])
+
+
+def _tiny_args(arch: str, data_root: Path, out: Path, *extra: str) -> list[str]:
+    recipe = str(TINY_RECIPES[arch])
+    return ["--config", recipe, "--out", str(out), "--set", f"data.root={data_root}", *extra]
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_tiny_run_trains_and_serves(arch, data_root, tmp_path):
+    cfg = load_config(TINY_RECIPES[arch])
+    out = tmp_path / "run"
+    assert main(_tiny_args(arch, data_root, out, "--no-progress", "--max-steps", "4")) == 0
+    rows = _log(out)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    for r in rows:
+        # the logged total is the weighted task losses plus seg_warp * the warp loss; a depth
+        # network's disparity task is served by its depth output (L_DL + L_DN in m^2)
+        fixed = cfg.loss.w_disp * r["loss_disparity"] + cfg.loss.w_seg * r["loss_segmentation"]
+        warp = cfg.loss.seg_warp * r["loss_seg_warp"] if cfg.loss.seg_warp else 0.0
+        assert r["loss"] == pytest.approx(fixed + warp, rel=1e-4)
+        assert np.isfinite(r["grad_norm"]) and r["loss_disparity"] > 0
+        if cfg.loss.seg_warp:
+            assert 0.0 < r["seg_warp_trusted"] <= 1.0
+    if cfg.loss.seg_warp:
+        header = (out / "log.csv").read_text().splitlines()[0].split(",")
+        assert "loss_seg_warp" in header and "seg_warp_trusted" in header
+
+    final = load_checkpoint(out / "final.pt")
+    assert final.architecture == arch
+    assert final.hyper_parameters["max_disparity"] == 32
+    for key, value in cfg.model.hyper_parameters.items():
+        assert final.hyper_parameters[key] == value, key
+    model = final.build_model()
+    if arch == "corr_mtl":
+        assert list(model.alpha_layers) == ["0", "1", "2"]
+        # the alpha layers are trained: four steps moved them off their initial values
+        assert any(
+            not torch.allclose(u.alpha.detach(), torch.tensor([[0.9, 0.1], [0.1, 0.9]]))
+            for u in model.alpha_layers.values()
+        )
+    pipe = StereoPipeline.from_checkpoint(out / "final.pt", device="cpu")
+    assert pipe.geometry == model.geometry == ("depth" if arch == "hybridnet" else "disparity")
+    sample = Kitti2015(data_root, "training")[0]
+    result = pipe.run(sample.left, sample.right, sample.calib)
+    assert result.disparity.shape == result.labels.shape == (48, 96)
+    assert result.labels.max() < 19
+    if pipe.geometry == "depth":
+        assert result.depth.shape == (48, 96)
+        ok = result.disparity > 0
+        fb = np.float32(sample.calib.fx * sample.calib.baseline)
+        np.testing.assert_array_equal(result.disparity[ok], fb / result.depth[ok])
+        assert (result.disparity[ok] <= 32).all()  # max_disparity is the kept range
+
+
+@pytest.mark.parametrize("task", ["disparity", "segmentation"])
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_single_task_modes(arch, task, data_root, tmp_path):
+    cfg = load_config(TINY_RECIPES[arch])
+    out = tmp_path / task
+    extra = ["--no-progress", "--max-steps", "2", "--set", f"train.tasks=[{task}]"]
+    if cfg.loss.seg_warp:  # the warp loss is a segmentation loss; off, to see one task alone
+        extra += ["--set", "loss.seg_warp=0"]
+    assert main(_tiny_args(arch, data_root, out, *extra)) == 0
+    final = load_checkpoint(out / "final.pt")
+    assert final.hyper_parameters["tasks"] == [task]
+    model = final.build_model()
+    assert model.tasks == (task,)
+    if arch == "esp_joint":
+        assert hasattr(model, "regulariser") == (task == "disparity")
+    rows = _log(out)
+    other = "segmentation" if task == "disparity" else "disparity"
+    assert f"loss_{task}" in rows[0] and f"loss_{other}" not in rows[0]
+    assert all(len([k for k in r if k.startswith("loss_")]) == 1 for r in rows)
+    weighted = task == "segmentation" and cfg.loss.class_weights
+    assert (final.class_weights is None) == (not weighted)
 
 
 # --- a short run in-process: what the checkpoints carry --------------------------------------
@@ -277,21 +388,6 @@ def test_training_continues_from_the_saved_step_after_sigkill(data_root, tmp_pat
 # --- ablation modes and loss weightings --------------------------------------------------------
 
 
-@pytest.mark.parametrize("task", ["disparity", "segmentation"])
-def test_single_task_modes(task, data_root, tmp_path):
-    out = tmp_path / task
-    assert main(_args(data_root, out, "--max-steps", "2", "--set", f"train.tasks=[{task}]")) == 0
-    final = load_checkpoint(out / "final.pt")
-    assert final.hyper_parameters["tasks"] == [task]
-    model = final.build_model()
-    assert hasattr(model, "regulariser") == (task == "disparity")
-    rows = _log(out)
-    assert f"loss_{task}" in rows[0]
-    other = "segmentation" if task == "disparity" else "disparity"
-    assert f"loss_{other}" not in rows[0]
-    assert (final.class_weights is None) == (task == "disparity")
-
-
 def test_gradnorm_and_uncertainty_weightings_train_and_resume(data_root, tmp_path):
     out = tmp_path / "gn"
     args = _args(
@@ -346,11 +442,9 @@ def test_torchrun_two_processes_on_gloo(data_root, tmp_path):
         "stereo_semantic_ros.train",
         *_args(data_root, out, "--max-steps", "3", "--set", "train.checkpoint_every=2"),
     ]
-    start = time.time()
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "batch 2 x 2 process(es)" in done.stderr
-    assert time.time() - start < 60
     rows = _log(out)
     assert [r["step"] for r in rows] == [1, 2, 3]  # only rank 0 logs
     final = load_checkpoint(out / "final.pt")
