@@ -1,4 +1,5 @@
-"""Network architectures, looked up by name through the registry."""
+"""Network architectures, looked up by name through the registry (the public names are listed
+here); what every network is: :mod:`stereo_semantic_ros.networks.contract`."""
 
 from stereo_semantic_ros.networks import (  # noqa: F401  (importing registers the builders)
     corr_mtl,
@@ -6,6 +7,7 @@ from stereo_semantic_ros.networks import (  # noqa: F401  (importing registers t
     hybridnet,
 )
 from stereo_semantic_ros.networks.registry import (
+    GEOMETRIES,
     geometry_of,
     get_model,
     get_model_builder,
@@ -15,6 +17,7 @@ from stereo_semantic_ros.networks.registry import (
 )
 
 __all__ = [
+    "GEOMETRIES",
     "geometry_of",
     "get_model",
     "get_model_builder",

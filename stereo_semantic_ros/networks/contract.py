@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 from torch import nn
 
 __all__ = [
@@ -64,6 +65,25 @@ class StereoNetwork(nn.Module):
     constructor_only: ClassVar[tuple[str, ...]] = ("norm_layer",)
     max_disparity: int
     tasks: tuple[str, ...]
+
+    def check_inputs(
+        self, left: torch.Tensor, right: torch.Tensor | None, *, needs_right: bool
+    ) -> tuple[int, int]:
+        """forward()'s input checks; returns (H, W).
+
+        Raises:
+            ValueError: ``left`` not (B, 3, H, W), a size that is not a multiple of ``stride``,
+                or (``needs_right``) a missing right image or one of another shape.
+        """
+        if left.ndim != 4 or left.shape[1] != 3:
+            raise ValueError(f"left must be (B, 3, H, W), got {tuple(left.shape)}")
+        h, w = left.shape[-2:]
+        if h % self.stride or w % self.stride:
+            raise ValueError(f"input {h}x{w} is not a multiple of {self.stride}; pad it first")
+        if needs_right and (right is None or right.shape != left.shape):
+            got = None if right is None else tuple(right.shape)
+            raise ValueError(f"right must match left {tuple(left.shape)}, got {got}")
+        return h, w
 
 
 def check_tasks(tasks: object) -> tuple[str, ...]:

@@ -269,15 +269,8 @@ class CorrMTLNet(StereoNetwork):
             ValueError: a size that is not a multiple of ``stride``, or a missing/mismatched
                 right image when disparity is a task.
         """
-        if left.ndim != 4 or left.shape[1] != 3:
-            raise ValueError(f"left must be (B, 3, H, W), got {tuple(left.shape)}")
-        h, w = left.shape[-2:]
-        if h % self.stride or w % self.stride:
-            raise ValueError(f"input {h}x{w} is not a multiple of {self.stride}; pad it first")
         want_disp = "disparity" in self.tasks
-        if want_disp and (right is None or right.shape != left.shape):
-            got = None if right is None else tuple(right.shape)
-            raise ValueError(f"right must match left {tuple(left.shape)}, got {got}")
+        h, w = self.check_inputs(left, right, needs_right=want_disp)
         b = left.shape[0]
         if want_disp:
             assert right is not None

@@ -289,15 +289,8 @@ class ESPJointNet(StereoNetwork):
               before the decoder; ``seg_logits`` (B, C, H, W) and
               ``seg_logits_coarse`` (B, C, H/8, W/8).
         """
-        if left.ndim != 4 or left.shape[1] != 3:
-            raise ValueError(f"left must be (B, 3, H, W), got {tuple(left.shape)}")
-        h, w = left.shape[-2:]
-        if h % self.stride or w % self.stride:
-            raise ValueError(f"input {h}x{w} is not a multiple of {self.stride}; pad it first")
         want_disp = "disparity" in self.tasks
-        if want_disp and (right is None or right.shape != left.shape):
-            got = None if right is None else tuple(right.shape)
-            raise ValueError(f"right must match left {tuple(left.shape)}, got {got}")
+        h, w = self.check_inputs(left, right, needs_right=want_disp)
         out: dict[str, torch.Tensor] = {}
         quarter = (h // 4, w // 4)
         if want_disp:

@@ -265,11 +265,7 @@ class HybridNet(StereoNetwork):
         Raises:
             ValueError: not (B, 3, H, W), or a size that is not a multiple of ``stride``.
         """
-        if left.ndim != 4 or left.shape[1] != 3:
-            raise ValueError(f"left must be (B, 3, H, W), got {tuple(left.shape)}")
-        h, w = left.shape[-2:]
-        if h % self.stride or w % self.stride:
-            raise ValueError(f"input {h}x{w} is not a multiple of {self.stride}; pad it first")
+        h, w = self.check_inputs(left, right, needs_right=False)  # the right image is ignored
         feats = self.features(left)
         out: dict[str, torch.Tensor] = {}
         if "disparity" in self.tasks:

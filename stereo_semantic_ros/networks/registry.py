@@ -13,17 +13,11 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from stereo_semantic_ros.networks.contract import GEOMETRIES, StereoNetwork, geometry_of
-
-__all__ = [
-    "GEOMETRIES",
-    "geometry_of",
-    "get_model",
-    "get_model_builder",
-    "hyper_parameters",
-    "list_models",
-    "register_model",
-]
+from stereo_semantic_ros.networks.contract import (  # noqa: F401  (re-exported)
+    GEOMETRIES,
+    StereoNetwork,
+    geometry_of,
+)
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 _NETWORKS: dict[str, type[StereoNetwork]] = {}
