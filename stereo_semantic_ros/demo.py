@@ -25,15 +25,16 @@ from stereo_semantic_ros.bagtools.make_bag import (
     synthetic_samples,
     write_bag,
 )
-from stereo_semantic_ros.bagtools.replay import run_replay
-from stereo_semantic_ros.bagtools.replay_options import (
+from stereo_semantic_ros.checkpoint import load_checkpoint
+from stereo_semantic_ros.replay.cli import run_replay
+from stereo_semantic_ros.replay.options import (
     DEFAULT_WEIGHTS,
     ReplayOptions,
     default_params_file,
     load_settings,
     print_warnings,
 )
-from stereo_semantic_ros.bagtools.report import summary_table
+from stereo_semantic_ros.replay.report import summary_table
 from stereo_semantic_ros.resources import resolve_weights
 
 DEFAULT_OUT = Path("out") / "demo"
@@ -48,8 +49,6 @@ def training_size(weights: Path | None) -> tuple[int, int]:
     ``[H, W]``, as ``stereo-semantic-train`` records them); :data:`FALLBACK_SIZE` otherwise."""
     if weights is None or not weights.is_file():
         return FALLBACK_SIZE
-    from stereo_semantic_ros.checkpoint import load_checkpoint
-
     data = load_checkpoint(weights).provenance.get("data") or {}
     for key in ("image_size_hw", "crop_hw"):
         size = data.get(key) if isinstance(data, dict) else None

@@ -51,7 +51,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-DROP_REASONS = ("queue_overflow", "duplicate_stamp", "superseded", "stale", "reset")
+#: Why the synchroniser let one *message* go without a set. (Why a *frame* has no output is
+#: another vocabulary: :data:`stereo_semantic_ros.frames.reasons.DROP_REASONS`.)
+MESSAGE_DROP_REASONS = ("queue_overflow", "duplicate_stamp", "superseded", "stale", "reset")
 
 
 class Synchronizer:
@@ -65,7 +67,7 @@ class Synchronizer:
         slop: approximate mode only: largest stamp spread in seconds (> 0); ignored in exact mode.
         approximate: approximate-time matching instead of exact stamps.
         on_drop: called as ``on_drop(index, msg, reason)`` for each message that leaves its queue
-            without being emitted; ``reason`` is one of :data:`DROP_REASONS`.
+            without being emitted; ``reason`` is one of :data:`MESSAGE_DROP_REASONS`.
         newest_wins: drop messages that can only form sets older than the last emitted one
             (``superseded`` and ``stale``). ``False`` reproduces ``message_filters`` exactly.
     """
@@ -115,7 +117,7 @@ class Synchronizer:
         self._last_emitted_min: int | None = None
         self._received = [0] * num_inputs
         self._emitted = 0
-        self._dropped = dict.fromkeys(DROP_REASONS, 0)
+        self._dropped = dict.fromkeys(MESSAGE_DROP_REASONS, 0)
 
     @property
     def num_inputs(self) -> int:

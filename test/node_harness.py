@@ -32,7 +32,9 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
-from stereo_msgs.msg import DisparityImage
+
+from stereo_semantic_ros.outputs import OUTPUTS
+from stereo_semantic_ros.ros.outputs import message_type
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "stereo_semantic_ros"
@@ -43,15 +45,7 @@ INPUT_TYPES = {
     "left/camera_info": CameraInfo,
     "right/camera_info": CameraInfo,
 }
-OUTPUT_TYPES = {
-    "disparity": DisparityImage,
-    "depth": Image,
-    "depth/camera_info": CameraInfo,
-    "points2": PointCloud2,
-    "semantic/labels": Image,
-    "semantic/color": Image,
-    "disparity/color": Image,
-}
+OUTPUT_TYPES = {output.topic: message_type(output.msgtype) for output in OUTPUTS}
 FX, BASELINE = 50.0, 0.1  # P_right[0, 3] = -FX * BASELINE = -5.0
 MAX_DISPARITY = 16  # the -p max_disparity the node is started with
 LEFT_FRAME, RIGHT_FRAME = "left_camera_optical_frame", "right_camera_optical_frame"

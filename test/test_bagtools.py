@@ -39,15 +39,15 @@ from stereo_semantic_ros.bagtools.make_bag import (
 )
 from stereo_semantic_ros.bagtools.make_bag import main as make_bag_main
 from stereo_semantic_ros.bagtools.replay import main as replay_main
-from stereo_semantic_ros.bagtools.replay import run_replay
-from stereo_semantic_ros.bagtools.replay_options import (
+from stereo_semantic_ros.frames.stats import format_stamp
+from stereo_semantic_ros.pipeline import StereoPipeline
+from stereo_semantic_ros.pointcloud import cloud_dtype
+from stereo_semantic_ros.replay.cli import run_replay
+from stereo_semantic_ros.replay.options import (
     ReplayOptions,
     default_params_file,
     load_settings,
 )
-from stereo_semantic_ros.pipeline import StereoPipeline
-from stereo_semantic_ros.pointcloud import cloud_dtype
-from stereo_semantic_ros.ros.node_stats import format_stamp
 from stereo_semantic_ros.ros.outputs import OUTPUT_TOPICS
 
 REPO = Path(__file__).resolve().parents[1]

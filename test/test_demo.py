@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from stereo_semantic_ros.bagtools.report import ACCURACY_ROWS, LATENCY_ROWS, lookup
 from stereo_semantic_ros.demo import main
+from stereo_semantic_ros.replay.report import ACCURACY_ROWS, LATENCY_ROWS, lookup
 
 
 def test_demo_prints_the_figures_of_its_report(

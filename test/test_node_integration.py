@@ -31,8 +31,8 @@ from node_harness import (
 )
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 
+from stereo_semantic_ros.frames.reasons import DROP_REASONS
 from stereo_semantic_ros.labels import CITYSCAPES_19
-from stereo_semantic_ros.ros.node_stats import DROP_REASONS
 
 DOMAIN_ID = 53
 # one input and one output with QoS overridden through rclpy's qos_overrides parameters

@@ -1,9 +1,12 @@
-"""The node's parameters and book-keeping without a ROS graph: settings.py and node_stats.py."""
+"""The node's parameters and book-keeping without a ROS graph: settings.py and frames/stats.py."""
 
 from __future__ import annotations
 
 import math
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,17 +15,12 @@ import yaml
 
 from stereo_semantic_ros.calibration import StereoCalibration
 from stereo_semantic_ros.checkpoint import Checkpoint, save_checkpoint
+from stereo_semantic_ros.frames.reasons import DROP_REASONS
+from stereo_semantic_ros.frames.stats import DropCounter, LatencyWindow, RateMeter, Throttle
 from stereo_semantic_ros.networks import get_model, list_models
+from stereo_semantic_ros.outputs import OUTPUT_TOPICS, OUTPUTS
 from stereo_semantic_ros.pointcloud import PointCloudOptions
 from stereo_semantic_ros.resources import ResourceError, models_dir, resolve_weights
-from stereo_semantic_ros.ros.node_stats import (
-    DROP_REASONS,
-    DropCounter,
-    LatencyWindow,
-    RateMeter,
-    Throttle,
-)
-from stereo_semantic_ros.ros.outputs import OUTPUT_TOPICS
 from stereo_semantic_ros.ros.settings import (
     ARCHITECTURES,
     LIVE_PARAMETERS,
@@ -300,10 +298,11 @@ def test_throttle_latency_window_and_rate_meter() -> None:
     assert throttle.admit("a") == 1
 
     window = LatencyWindow(size=10)
-    assert math.isnan(window.summary()[0])
+    assert math.isnan(window.summary()["mean"])
     for value in range(1, 21):  # only the last 10 (11..20) count
         window.add(value)
-    mean, p90, n = window.summary()
+    stats = window.summary()
+    mean, p90, n = stats["mean"], stats["p90"], stats["n"]
     assert (mean, n) == (15.5, 10) and p90 == pytest.approx(19.1)
 
     rate = RateMeter(window_s=5.0, clock=clock)
@@ -314,3 +313,28 @@ def test_throttle_latency_window_and_rate_meter() -> None:
     assert rate.rate() == pytest.approx(20 / 5.0)
     clock.now += 10.0
     assert rate.rate() == 0.0
+
+
+def test_every_setting_is_a_parameter_and_every_output_switch_a_setting() -> None:
+    """NodeSettings fields, the ParameterSpecs and the output table's switches agree (they were
+    held together by import-time asserts)."""
+    fields = set(NodeSettings.__dataclass_fields__)
+    assert fields == set(SPECS)
+    switches = {output.switch for output in OUTPUTS}
+    assert switches <= fields and switches <= LIVE_PARAMETERS
+    assert {o.topic for o in OUTPUTS} == set(OUTPUT_TOPICS)
+
+
+def test_frame_library_and_output_table_import_no_ros() -> None:
+    """frames/ and outputs.py are what the node and replay share: neither rclpy nor rosbags."""
+    code = (
+        "import sys\n"
+        "import stereo_semantic_ros.outputs\n"
+        "from stereo_semantic_ros.frames import "
+        "diagnostics, inputs, reasons, stamps, stats, step, sync_drops\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('rclpy', 'rosbags', 'sensor_msgs', 'stereo_msgs', 'std_msgs'))\n"
+        "assert not bad, bad\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=REPO)

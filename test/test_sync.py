@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from stereo_semantic_ros.sync import DROP_REASONS, Synchronizer
+from stereo_semantic_ros.sync import MESSAGE_DROP_REASONS, Synchronizer
 
 MS = 1_000_000  # nanoseconds
 
@@ -315,7 +315,7 @@ def test_reset_reports_pending_and_forgets_the_last_set():
 def test_stats_lists_every_counter():
     sync = Recorder().make(3)
     assert set(sync.stats) == {"received_0", "received_1", "received_2", "emitted"} | {
-        f"dropped_{r}" for r in DROP_REASONS
+        f"dropped_{r}" for r in MESSAGE_DROP_REASONS
     }
 
 
@@ -432,5 +432,5 @@ def test_same_sets_as_message_filters_and_every_message_accounted(seed, approxim
     assert all(i == m.input for i, m, _ in rec.drops)
     stats = sync.stats
     assert sum(stats[f"received_{i}"] for i in range(n_inputs)) == len(stream)
-    assert sum(stats[f"dropped_{r}"] for r in DROP_REASONS) == len(rec.drops)
+    assert sum(stats[f"dropped_{r}"] for r in MESSAGE_DROP_REASONS) == len(rec.drops)
     assert stats["emitted"] == len(rec.sets)

@@ -2,14 +2,16 @@
 
 from types import SimpleNamespace
 
-from stereo_semantic_ros.ros.sync_drops import (
-    LEFT,
-    LEFT_INFO,
-    RIGHT,
-    RIGHT_INFO,
-    SyncDropClassifier,
-)
+from stereo_semantic_ros.frames.inputs import Input
+from stereo_semantic_ros.frames.sync_drops import SyncDropClassifier
 from stereo_semantic_ros.sync import Synchronizer
+
+LEFT, RIGHT, LEFT_INFO, RIGHT_INFO = (
+    Input.LEFT_IMAGE,
+    Input.RIGHT_IMAGE,
+    Input.LEFT_INFO,
+    Input.RIGHT_INFO,
+)
 
 NAMES = ("left/image_rect", "right/image_rect", "left/camera_info", "right/camera_info")
 

@@ -46,7 +46,7 @@ from rosbags.rosbag2.errors import ReaderError
 from rosbags.rosbag2.storage_mcap import McapWriter
 
 from stereo_semantic_ros import __version__
-from stereo_semantic_ros.bagtools import messages as M
+from stereo_semantic_ros.bagtools import messages
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 MARKER = ".stereo_semantic_output"
@@ -297,7 +297,7 @@ class BagWriter:
             if msgdef and rihs01:
                 conn = self._writer.add_connection(topic, msgtype, msgdef=msgdef, rihs01=rihs01)
             else:
-                conn = self._writer.add_connection(topic, msgtype, typestore=M.typestore())
+                conn = self._writer.add_connection(topic, msgtype, typestore=messages.typestore())
             self._connections[topic] = conn
             self.counts[topic] = 0
         elif conn.msgtype != msgtype:
@@ -306,8 +306,8 @@ class BagWriter:
 
     def write(self, topic: str, msg: Any, timestamp_ns: int) -> None:
         """Serialise ``msg`` (rosbags or rclpy) and write it at bag time ``timestamp_ns``."""
-        msgtype = M.msgtype_of(msg)
-        data = M.serialize(msg, msgtype)
+        msgtype = messages.msgtype_of(msg)
+        data = messages.serialize(msg, msgtype)
         self.write_raw(topic, msgtype, data, timestamp_ns)
 
     def write_raw(
@@ -413,7 +413,7 @@ def open_bag(path: str | Path) -> AnyReader:
         raise BagError(f"{path} is not a rosbag2 directory (no metadata.yaml){hint}")
     if path.is_file() and path.suffix not in (".mcap", ".db3"):
         raise BagError(f"{path} is not a rosbag2: expected a bag directory or a .mcap/.db3 file")
-    reader = AnyReader([path], default_typestore=M.typestore())
+    reader = AnyReader([path], default_typestore=messages.typestore())
     try:
         reader.open()
     except (

@@ -2,12 +2,13 @@
 
 Bags are written with ``rosbags`` alone (no ROS install). Two sources of messages feed them:
 
-* :func:`image_msg`, :func:`camera_info_msg`, :func:`disparity_msg` build ``rosbags`` messages
-  straight from numpy arrays (make-bag, no rclpy needed);
-* :func:`from_rclpy` adapts an rclpy message (what :func:`stereo_semantic_ros.ros.outputs.
-  build_messages` returns, i.e. what the live node publishes) field by field into the ``rosbags``
-  class of the same type, so :func:`serialize` gives the CDR bytes the node puts on the wire
-  (the replay tests check this byte for byte against ``rclpy.serialization``).
+* :func:`image_msg`, :func:`camera_info_msg`, :func:`disparity_msg`, :func:`cloud_msg` build
+  ``rosbags`` messages straight from numpy arrays (make-bag; replay builds the node's outputs
+  with them, :data:`stereo_semantic_ros.replay.loop.ROSBAGS_MESSAGES`: no rclpy needed). The
+  replay tests check that these equal, field by field, what the live node publishes;
+* :func:`from_rclpy` adapts an rclpy message field by field into the ``rosbags`` class of the
+  same type, so :func:`serialize` gives the CDR bytes rclpy puts on the wire (tested against
+  ``rclpy.serialization``).
 
 Message definitions and RIHS01 type hashes written into a bag's metadata come from
 :func:`typestore` (the newest ROS 2 store of the installed ``rosbags``); for the types used
@@ -24,7 +25,7 @@ from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
 from stereo_semantic_ros.calibration import StereoCalibration
-from stereo_semantic_ros.ros.conversions import ENCODING_LAYOUT
+from stereo_semantic_ros.ros.conversions import _POINTFIELD_TYPES, ENCODING_LAYOUT
 
 #: The types this package writes or reads in bags.
 IMAGE = "sensor_msgs/msg/Image"
@@ -204,6 +205,39 @@ def disparity_msg(
         min_disparity=float(min_disparity),
         max_disparity=float(max_disparity),
         delta_d=float(delta_d),
+    )
+
+
+def cloud_msg(cloud: np.ndarray, hdr: Any) -> Any:
+    """sensor_msgs/PointCloud2 of a structured point array (fields, offsets and datatypes from
+    its dtype; ``is_dense`` only when every x, y, z is finite), as
+    :func:`~stereo_semantic_ros.ros.conversions.cloud_to_msg` fills it."""
+    points = np.asarray(cloud)
+    if points.dtype.names is None or points.ndim not in (1, 2):
+        raise MessageConversionError(
+            f"a cloud is an (H, W) or (N,) structured array, got {points.dtype} {points.shape}"
+        )
+    height, width = points.shape if points.ndim == 2 else (1, points.shape[0])
+    ts = typestore()
+    field_cls = ts.types["sensor_msgs/msg/PointField"]
+    layout = [(name, *points.dtype.fields[name][:2]) for name in points.dtype.names]
+    unknown = [name for name, dtype, _ in layout if dtype not in _POINTFIELD_TYPES]
+    if unknown:
+        raise MessageConversionError(f"cloud fields {unknown} are not little-endian scalars")
+    xyz = [points[a] for a in ("x", "y", "z") if a in points.dtype.names]
+    return ts.types[POINT_CLOUD2](
+        header=hdr,
+        height=int(height),
+        width=int(width),
+        fields=[
+            field_cls(name=name, offset=int(offset), datatype=_POINTFIELD_TYPES[dtype], count=1)
+            for name, dtype, offset in layout
+        ],
+        is_bigendian=False,
+        point_step=int(points.dtype.itemsize),
+        row_step=int(points.dtype.itemsize * width),
+        data=np.ascontiguousarray(points).reshape(-1).view(np.uint8).copy(),
+        is_dense=all(bool(np.isfinite(v).all()) for v in xyz),
     )
 
 

@@ -84,20 +84,15 @@ def run_echo(
     topics: Sequence[str], count: int, duration_s: float, quiet: bool = False
 ) -> dict[str, Any]:
     """Subscribe until every topic got ``count`` messages or ``duration_s`` passed."""
+    # lazy, like rclpy: the output table brings torch (the pipeline) along, which --help and a
+    # bad argument should not wait for
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-    from stereo_msgs.msg import DisparityImage
 
-    types = {
-        "disparity": DisparityImage,
-        "depth": Image,
-        "depth/camera_info": CameraInfo,
-        "points2": PointCloud2,
-        "semantic/labels": Image,
-        "semantic/color": Image,
-        "disparity/color": Image,
-    }
+    from stereo_semantic_ros.outputs import OUTPUTS
+    from stereo_semantic_ros.ros.outputs import message_type
+
+    types = {output.topic: message_type(output.msgtype) for output in OUTPUTS}
     unknown = [t for t in topics if t not in types]
     if unknown:
         raise ValueError(f"unknown output topic(s) {unknown}; choose from {sorted(types)}")

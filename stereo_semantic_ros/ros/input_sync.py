@@ -20,18 +20,14 @@ from rclpy.qos import QoSProfile
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image
 
+from stereo_semantic_ros.frames.inputs import IMAGES, INPUT_TOPICS, Input
 from stereo_semantic_ros.ros.conversions import stamp_to_ns
-from stereo_semantic_ros.ros.sync_drops import LEFT, LEFT_INFO, RIGHT, RIGHT_INFO  # noqa: F401  (re-exported)
 from stereo_semantic_ros.sync import Synchronizer
 
 #: (relative topic, type) of the inputs, in the order sets are delivered.
-INPUTS: tuple[tuple[str, type], ...] = (
-    ("left/image_rect", Image),
-    ("right/image_rect", Image),
-    ("left/camera_info", CameraInfo),
-    ("right/camera_info", CameraInfo),
+INPUTS: tuple[tuple[str, type], ...] = tuple(
+    (INPUT_TOPICS[i], Image if i in IMAGES else CameraInfo) for i in Input
 )
-INPUT_TOPICS = tuple(topic for topic, _ in INPUTS)
 
 OnMessage = Callable[[int, Any], None]
 OnSet = Callable[[Image, Image, CameraInfo, CameraInfo], None]
@@ -91,7 +87,7 @@ class BuiltinInputSync(_InputSync):
     """Four rclpy subscriptions feeding :class:`stereo_semantic_ros.sync.Synchronizer`.
 
     ``on_drop(index, msg, reason)`` receives every message that leaves the synchroniser without
-    being part of a set (reasons: :data:`stereo_semantic_ros.sync.DROP_REASONS`).
+    being part of a set (reasons: :data:`stereo_semantic_ros.sync.MESSAGE_DROP_REASONS`).
     """
 
     backend = "stereo_semantic_ros.sync"

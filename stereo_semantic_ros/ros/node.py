@@ -2,8 +2,10 @@
 
 Topics, QoS and parameters follow design.md (and stereo_image_proc): four synchronised inputs
 (``left|right/image_rect``, ``left|right/camera_info``, sensor-data QoS), seven outputs (reliable,
-depth 1) built by :func:`stereo_semantic_ros.ros.outputs.build_messages`, and ``/diagnostics``
-at 1 Hz. The algorithm lives in the pipeline; this file only moves messages in and out:
+depth 1) declared in the output table (:mod:`stereo_semantic_ros.outputs`), and ``/diagnostics``
+at 1 Hz. The algorithm lives in the pipeline and what happens to a frame in the frame library
+(:mod:`stereo_semantic_ros.frames`, shared with rosbag replay); this file only moves messages in
+and out:
 
 * Input subscriptions exist only while an enabled output has a subscriber (connected on the
   publishers' *matched* events, checked again every second).
@@ -13,9 +15,9 @@ at 1 Hz. The algorithm lives in the pipeline; this file only moves messages in a
 * Per frame only the outputs with subscribers are computed and copied off the device; with none,
   no inference runs at all.
 * Every frame that produces no output is counted with its reason
-  (:data:`~stereo_semantic_ros.ros.node_stats.DROP_REASONS`) and logged, once per reason per
+  (:data:`~stereo_semantic_ros.frames.reasons.DROP_REASONS`) and logged, once per reason per
   5 s, with what was wrong and what to do. Every input frame is counted once in
-  ``frames_received`` (:class:`~stereo_semantic_ros.ros.node_stats.FrameLedger`), so that
+  ``frames_received`` (:class:`~stereo_semantic_ros.frames.stats.FrameLedger`), so that
   ``frames_received == frames_published + dropped_total + skipped_no_subscribers +
   frames_in_flight`` in every /diagnostics message (in flight: queued in the synchroniser, in
   the mailbox or in the worker; 0 once the inputs are quiet, except with ``message_filters``,
@@ -29,6 +31,7 @@ at 1 Hz. The algorithm lives in the pipeline; this file only moves messages in a
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 import time
 import traceback
@@ -37,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import rclpy
+import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (
     FloatingPointRange,
@@ -59,29 +63,26 @@ from rclpy.qos import (
 )
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.utilities import remove_ros_args
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-from stereo_msgs.msg import DisparityImage
+from sensor_msgs.msg import CameraInfo, Image
 
 from stereo_semantic_ros.checkpoint import CheckpointError
-from stereo_semantic_ros.pipeline import FrameDroppedError, InputError
-from stereo_semantic_ros.ros.conversions import stamp_to_ns
-from stereo_semantic_ros.ros.input_sync import (
-    INPUT_TOPICS,
-    LEFT,
-    RIGHT,
-    create_input_sync,
-)
-from stereo_semantic_ros.ros.node_stats import (
-    DROP_REASONS,
-    ERROR_REASONS,
+from stereo_semantic_ros.frames.diagnostics import DiagnosticsReporter, FrameCounts
+from stereo_semantic_ros.frames.inputs import IMAGES, INPUT_TOPICS, Input
+from stereo_semantic_ros.frames.stamps import BUSY_DETAIL, JUMP_BACK_NS, Mailbox, SetStamps
+from stereo_semantic_ros.frames.stats import (
     DropCounter,
     FrameLedger,
-    LatencyWindow,
+    Latencies,
     RateMeter,
     Throttle,
     format_stamp,
 )
-from stereo_semantic_ros.ros.outputs import OUTPUT_TOPICS, build_messages, pipeline_outputs_for
+from stereo_semantic_ros.frames.step import process_set
+from stereo_semantic_ros.frames.sync_drops import SyncDropClassifier
+from stereo_semantic_ros.outputs import OUTPUTS
+from stereo_semantic_ros.ros.conversions import stamp_to_ns
+from stereo_semantic_ros.ros.input_sync import create_input_sync
+from stereo_semantic_ros.ros.outputs import RCLPY_MESSAGES, message_type
 from stereo_semantic_ros.ros.settings import (
     LIVE_PARAMETERS,
     NODE_NAME,
@@ -90,29 +91,12 @@ from stereo_semantic_ros.ros.settings import (
     NodeSettings,
     SettingsError,
     check_value,
-    disparity_range,
 )
-from stereo_semantic_ros.ros.stereo_inputs import RejectedFrameError, decode_stereo_inputs
-from stereo_semantic_ros.ros.sync_drops import SyncDropClassifier
-
-OUTPUT_TYPES: dict[str, type] = {
-    "disparity": DisparityImage,
-    "depth": Image,
-    "depth/camera_info": CameraInfo,
-    "points2": PointCloud2,
-    "semantic/labels": Image,
-    "semantic/color": Image,
-    "disparity/color": Image,
-}
-assert set(OUTPUT_TYPES) == set(OUTPUT_TOPICS)
 
 LOG_THROTTLE_S = 5.0
 """At most one log line per drop reason (and per warning kind) in this many seconds."""
 NO_SET_WARN_S = 2.0
 """Warn when images arrive but no synchronised set has formed for this long."""
-JUMP_BACK_S = 1.0
-"""A stamp this much older than the last set is a time jump (bag loop, simulator restart):
-the synchroniser is reset instead of dropping every frame until the stamps catch up."""
 
 
 def input_qos(reliability: str) -> QoSProfile:
@@ -129,12 +113,18 @@ def input_qos(reliability: str) -> QoSProfile:
     )
 
 
-OUTPUT_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE,
-)
+def output_qos() -> QoSProfile:
+    """Reliable, keep last 1, volatile. A new profile per publisher: rclpy applies a topic's
+    ``qos_overrides`` parameters to the profile it is given, in place, so a shared one would
+    carry one topic's override to every publisher created after it."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=1,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
 DIAGNOSTICS_QOS = QoSProfile(depth=10)  # as diagnostic_updater
 
 
@@ -163,29 +153,25 @@ class StereoSemanticNode(Node):
         # -- processing state
         self._started = False
         self._stopping = False
-        self._mailbox: _FrameSet | None = None
-        self._mailbox_cond = threading.Condition()
+        self._mailbox: Mailbox[_FrameSet] = Mailbox()
         self._drops = DropCounter(self._log, throttle_s=LOG_THROTTLE_S)
         self._warn_throttle = Throttle(LOG_THROTTLE_S)
-        self._inference_ms = LatencyWindow()
-        self._pipeline_ms = LatencyWindow()
-        self._end_to_end_ms = LatencyWindow()
+        self._latency = Latencies()
         self._input_rate = RateMeter()
         self._output_rate = RateMeter()
         self._ledger = FrameLedger()  # frames_received: every input frame once
-        self._set_stamps: OrderedDict[int, None] = OrderedDict()  # image stamps of recent sets
+        self._set_images: OrderedDict[int, None] = OrderedDict()  # image stamps of recent sets
+        self._stamps = SetStamps()  # the last set's stamp: stale sets, backwards jumps
         self._reset_cause = "a backwards time jump"
         self._sets = 0
         self._published = 0
         self._skipped_no_subscribers = 0
-        self._drops_reported = 0  # total at the last diagnostics message
-        self._errors_reported = dict.fromkeys(ERROR_REASONS, 0)
+        self._reporter = DiagnosticsReporter()
         self._refusal = ""  # reason of the last value refused by _validate_parameters
         # per input: monotonic time and stamp of the last message, recent stamps
         self._rx_time: list[float | None] = [None] * len(INPUT_TOPICS)
         self._rx_stamp: list[int | None] = [None] * len(INPUT_TOPICS)
         self._left_rx: OrderedDict[int, float] = OrderedDict()  # left stamp -> arrival
-        self._last_set_stamp: int | None = None
         self._unpaired_since: float | None = None  # first image after the last set
 
         # -- parameters: validate before anything is declared, apply live ones after a set
@@ -206,7 +192,8 @@ class StereoSemanticNode(Node):
 
         # -- publications
         self._pubs = {
-            topic: self._create_output(msg_type, topic) for topic, msg_type in OUTPUT_TYPES.items()
+            output.topic: self._create_output(message_type(output.msgtype), output.topic)
+            for output in OUTPUTS
         }
         self._diagnostics_pub = self.create_publisher(
             DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS
@@ -226,7 +213,7 @@ class StereoSemanticNode(Node):
         self._jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(
                 min_forward=None,
-                min_backward=Duration(seconds=-JUMP_BACK_S),
+                min_backward=Duration(nanoseconds=-JUMP_BACK_NS),
                 on_clock_change=False,
             ),
             post_callback=self._on_time_jump,
@@ -336,8 +323,6 @@ class StereoSemanticNode(Node):
     def _device_name(self) -> str:
         device = self._pipeline.device
         if device.type == "cuda":
-            import torch
-
             return f"{device} ({torch.cuda.get_device_name(device)})"
         return str(device)
 
@@ -349,14 +334,14 @@ class StereoSemanticNode(Node):
             return self.create_publisher(
                 msg_type,
                 topic,
-                OUTPUT_QOS,
+                output_qos(),
                 qos_overriding_options=options,
                 event_callbacks=PublisherEventCallbacks(matched=self._on_output_matched),
             )
         except UnsupportedEventTypeError:
             # rmw without matched events: the 1 Hz timer notices new subscribers instead
             return self.create_publisher(
-                msg_type, topic, OUTPUT_QOS, qos_overriding_options=options
+                msg_type, topic, output_qos(), qos_overriding_options=options
             )
 
     def _on_output_matched(self, _info: Any) -> None:
@@ -392,21 +377,19 @@ class StereoSemanticNode(Node):
         """Book-keeping for every input message, before it is offered to the synchroniser."""
         now = time.monotonic()
         stamp = stamp_to_ns(msg.header.stamp)
-        last = self._last_set_stamp
         # any input: the first message of a looped bag may be a camera_info, and it must not be
         # dropped as stale before its images arrive
-        if last is not None and stamp < last - int(JUMP_BACK_S * 1e9):
+        if self._stamps.jumped_back(stamp):
             self._reset_inputs(
-                f"{INPUT_TOPICS[index]} stamp {format_stamp(stamp)} is "
-                f"{(last - stamp) / 1e9:.3f} s older than the last set (bag loop or simulator "
-                "restart?)"
+                self._stamps.jump_text(INPUT_TOPICS[index], stamp)
+                + " (bag loop or simulator restart?)"
             )
         self._rx_time[index] = now
         self._rx_stamp[index] = stamp
         self._drop_classifier.seen_message(index, stamp)
-        if index in (LEFT, RIGHT) and self._unpaired_since is None:
+        if index in IMAGES and self._unpaired_since is None:
             self._unpaired_since = now
-        if index == LEFT:
+        if index == Input.LEFT_IMAGE:
             self._ledger.receive(stamp)
             self._input_rate.tick()
             self._left_rx[stamp] = now
@@ -419,7 +402,7 @@ class StereoSemanticNode(Node):
     def _reset_inputs(self, why: str) -> None:
         if self._warn_throttle.admit("time_jump") is not None:
             self.get_logger().warning(f"{why}: resetting the synchroniser")
-        self._last_set_stamp = None
+        self._stamps.forget()
         self._reset_cause = "a backwards time jump"
         self._inputs.reset()
 
@@ -432,10 +415,10 @@ class StereoSemanticNode(Node):
 
     def _on_sync_drop(self, index: int, msg: Any, reason: str) -> None:
         """A message left the synchroniser without a set (executor thread, like _on_set)."""
-        if index not in (LEFT, RIGHT):
+        if index not in IMAGES:
             return  # a camera_info nobody paired is no lost frame
         stamp = stamp_to_ns(msg.header.stamp)
-        if stamp in self._set_stamps:
+        if stamp in self._set_images:
             return  # a copy of an image already in a set: that set's outcome counts the frame
         if reason == "reset":
             self._drop(
@@ -455,49 +438,27 @@ class StereoSemanticNode(Node):
         now = time.monotonic()
         stamp = stamp_to_ns(left.header.stamp)
         for image in (left, right):
-            self._set_stamps[stamp_to_ns(image.header.stamp)] = None
-        while len(self._set_stamps) > 1024:
-            self._set_stamps.popitem(last=False)
-        last = self._last_set_stamp
-        if last is not None and stamp <= last:
-            # message_filters emits older sets, and a set can repeat a stamp; never go back
-            self._drop(
-                "stale_stamp",
-                stamp,
-                f"set is not newer than the last processed one ({format_stamp(last)}); "
-                "stamps must increase. Frame dropped",
-            )
+            self._set_images[stamp_to_ns(image.header.stamp)] = None
+        while len(self._set_images) > 1024:
+            self._set_images.popitem(last=False)
+        stale = self._stamps.admit(stamp)
+        if stale:
+            self._drop("stale_stamp", stamp, stale)
             return
-        self._last_set_stamp = stamp
         self._unpaired_since = None
         self._sets += 1
         frame = _FrameSet(left, right, left_info, right_info, stamp, self._left_rx.pop(stamp, now))
-        with self._mailbox_cond:
-            replaced, self._mailbox = self._mailbox, frame
-            self._mailbox_cond.notify()
+        replaced = self._mailbox.put(frame)
         if replaced is not None:
-            self._drop(
-                "busy",
-                replaced.stamp_ns,
-                "inference was still running on an earlier frame, so this pending frame was "
-                "replaced by a newer one (newest wins). If this persists, lower the camera rate "
-                "or input_scale, disable unused outputs, or run on a GPU",
-                level="warn",
-            )
+            self._drop("busy", replaced.stamp_ns, BUSY_DETAIL, level="warn")
 
     # ------------------------------------------------------------------ worker
 
     def _work(self) -> None:
-        while True:
-            with self._mailbox_cond:
-                while self._mailbox is None and not self._stopping:
-                    self._mailbox_cond.wait()
-                if self._stopping:
-                    return
-                frame, self._mailbox = self._mailbox, None
+        while (frame := self._mailbox.take()) is not None:
             try:
                 self._process(frame)
-            except Exception as exc:  # keep the worker alive whatever one frame does
+            except Exception as exc:  # keep the worker alive whatever publishing one frame does
                 if self._stopping or not self.context.ok():
                     return
                 text = f"{type(exc).__name__}: {exc}. Frame dropped\n{traceback.format_exc()}"
@@ -511,56 +472,31 @@ class StereoSemanticNode(Node):
         if not topics:
             self._skipped_no_subscribers += 1
             return
-        stamp = frame.stamp_ns
-        try:
-            left_rgb, right_rgb, calib = decode_stereo_inputs(
-                frame.left, frame.right, frame.left_info, frame.right_info
-            )
-        except RejectedFrameError as exc:
-            self._drop(exc.reason, stamp, f"{str(exc).rstrip('.')}. Frame dropped")
+        outcome = process_set(
+            self._pipeline,
+            settings,
+            topics,
+            frame.left,
+            frame.right,
+            frame.left_info,
+            frame.right_info,
+            RCLPY_MESSAGES,
+        )
+        if outcome.failure is not None:
+            reason, detail = outcome.failure
+            if outcome.traceback:
+                detail += "\n" + outcome.traceback
+            self._drop(reason, frame.stamp_ns, detail)
             return
-        # after decoding: an unreadable image or calibration is the more useful reason to report
-        mismatch = frame_id_mismatch(frame.left, frame.right, frame.left_info, frame.right_info)
-        if mismatch:
-            self._drop("frame_id_mismatch", stamp, f"{mismatch}. Frame dropped")
-            return
-        try:
-            result = self._pipeline.run(
-                left_rgb,
-                right_rgb,
-                calib,
-                outputs=pipeline_outputs_for(topics),
-                min_confidence=settings.min_confidence,
-                cloud=settings.cloud_options(),
-            )
-        except InputError as exc:  # decode_stereo_inputs checked the pair: unexpected here
-            self._drop("pipeline_error", stamp, f"{exc}. Frame dropped")
-            return
-        except FrameDroppedError as exc:  # non-finite output, too large, out of memory
-            self._drop(exc.reason, stamp, f"{str(exc).rstrip('.')}. Frame dropped")
-            return
+        result = outcome.result
+        assert result is not None
         if result.input_scale != self._pipeline.input_scale:
             self._note_downscaled(frame, result.input_scale)
-        header = frame.left.header
-        msgs = build_messages(
-            result,
-            header,
-            _restamped(frame.left_info, header),
-            calib,
-            self._pipeline.label_set,
-            left_rgb,
-            topics,
-            settings.output_style(self._pipeline, result.input_scale),
-        )
-        for topic, msg in msgs.items():
+        for topic, msg in outcome.messages.items():
             self._pubs[topic].publish(msg)
-        done = time.monotonic()
         self._published += 1
         self._output_rate.tick()
-        if "network" in result.timings_ms:
-            self._inference_ms.add(result.timings_ms["network"])
-            self._pipeline_ms.add(result.timings_ms["total"])
-        self._end_to_end_ms.add((done - frame.received) * 1e3)
+        self._latency.add(result.timings_ms, (time.monotonic() - frame.received) * 1e3)
 
     def _note_downscaled(self, frame: _FrameSet, scale: float) -> None:
         held = self._warn_throttle.admit("downscaled")
@@ -587,7 +523,7 @@ class StereoSemanticNode(Node):
             return
         now = time.monotonic()
         fresh = [t is not None and now - t < NO_SET_WARN_S for t in self._rx_time]
-        if self._unpaired_since is None or not (fresh[LEFT] or fresh[RIGHT]):
+        if self._unpaired_since is None or not any(fresh[i] for i in IMAGES):
             return
         waited = now - self._unpaired_since
         if waited <= NO_SET_WARN_S:
@@ -615,81 +551,48 @@ class StereoSemanticNode(Node):
         )
 
     def _diagnostics(self) -> DiagnosticArray:
-        settings, pipe = self._settings, self._pipeline
+        settings = self._settings
         drops = self._drops.counts
-        total_drops = sum(drops.values())
-        new_drops, self._drops_reported = total_drops - self._drops_reported, total_drops
-        new_errors = {r: drops[r] - self._errors_reported[r] for r in ERROR_REASONS}
-        self._errors_reported = {r: drops[r] for r in ERROR_REASONS}
         # read after the drops: a frame counted in between shows as in flight, never negative
-        received = self._ledger.received
-        published, skipped = self._published, self._skipped_no_subscribers
-        inference = self._inference_ms.summary()
-        pipeline = self._pipeline_ms.summary()
-        end_to_end = self._end_to_end_ms.summary()
+        counts = FrameCounts(
+            received=self._ledger.received,
+            sets=self._sets,
+            published=self._published,
+            skipped_no_subscribers=self._skipped_no_subscribers,
+            drops=drops,
+        )
         in_rate, out_rate = self._input_rate.rate(), self._output_rate.rate()
-
-        level, problems = DiagnosticStatus.OK, []
-        if settings.weights_path() is None:
-            level, problems = DiagnosticStatus.WARN, ["untrained weights"]
-        if new_drops:
-            level = DiagnosticStatus.WARN
-            problems.append(f"{new_drops} frame(s) dropped in the last second")
-        if new_errors["non_finite_output"]:
-            level = DiagnosticStatus.ERROR
-            problems.append(
-                f"{new_errors['non_finite_output']} frame(s) with non-finite (NaN/Inf) network "
-                "output, not published: check the weights and precision"
-            )
-        if new_errors["out_of_memory"]:
-            level = DiagnosticStatus.ERROR
-            problems.append(
-                f"{new_errors['out_of_memory']} frame(s) ran out of memory: lower "
-                "max_input_pixels or input_scale"
-            )
         if not self._inputs.connected:
             summary = "idle: no subscriber on any enabled output"
         else:
             summary = f"{in_rate:.1f} Hz in, {out_rate:.1f} Hz out"
-        status = DiagnosticStatus(
-            level=level,
-            name=f"{self.get_name()}: stereo pipeline",
-            message="; ".join([summary, *problems]),
-            hardware_id=self._device_name(),
+        device = self._device_name()
+        status = self._reporter.status(
+            settings=settings,
+            pipeline=self._pipeline,
+            device=device,
+            sync=f"{settings.sync_description()} ({self._inputs.backend})",
+            summary=summary,
+            counts=counts,
+            latency=self._latency.summary(),
+            sync_stats=self._inputs.stats,
+            live={
+                "inputs_subscribed": str(self._inputs.connected).lower(),
+                "input_rate_hz": f"{in_rate:.2f}",
+                "output_rate_hz": f"{out_rate:.2f}",
+            },
         )
-        values: list[tuple[str, Any]] = [
-            ("device", self._device_name()),
-            ("precision", pipe.precision),
-            ("requested_precision", pipe.requested_precision),
-            ("architecture", settings.architecture),
-            ("weights", str(settings.weights_path() or "untrained (random weights)")),
-            ("label_set", pipe.label_set.name),
-            ("max_disparity_px", f"{disparity_range(pipe):g}"),
-            ("input_scale", f"{settings.input_scale:g}"),
-            ("max_input_pixels", pipe.input_bound.max_pixels),
-            ("oversize_policy", pipe.input_bound.policy),
-            ("sync", f"{settings.sync_description()} ({self._inputs.backend})"),
-            ("inputs_subscribed", str(self._inputs.connected).lower()),
-            ("input_rate_hz", f"{in_rate:.2f}"),
-            ("output_rate_hz", f"{out_rate:.2f}"),
-            ("inference_ms_mean", f"{inference[0]:.2f}"),
-            ("inference_ms_p90", f"{inference[1]:.2f}"),
-            ("pipeline_ms_mean", f"{pipeline[0]:.2f}"),
-            ("pipeline_ms_p90", f"{pipeline[1]:.2f}"),
-            ("end_to_end_ms_mean", f"{end_to_end[0]:.2f}"),
-            ("end_to_end_ms_p90", f"{end_to_end[1]:.2f}"),
-            ("latency_window_frames", end_to_end[2]),
-            ("frames_received", received),
-            ("sets_synchronised", self._sets),
-            ("frames_published", published),
-            ("skipped_no_subscribers", skipped),
-            ("dropped_total", total_drops),
-            ("frames_in_flight", received - published - skipped - total_drops),
-            *((f"dropped_{reason}", drops[reason]) for reason in DROP_REASONS),
-            *((f"sync_{key}", n) for key, n in self._inputs.stats.items()),
-        ]
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values]
-        array = DiagnosticArray(status=[status])
+        array = DiagnosticArray(
+            status=[
+                DiagnosticStatus(
+                    level=bytes([status.level]),
+                    name=f"{self.get_name()}: stereo pipeline",
+                    message=status.message,
+                    hardware_id=device,
+                    values=[KeyValue(key=k, value=v) for k, v in status.values],
+                )
+            ]
+        )
         array.header.stamp = self.get_clock().now().to_msg()
         return array
 
@@ -704,53 +607,11 @@ class StereoSemanticNode(Node):
 
     def destroy_node(self) -> None:
         self._stopping = True
-        with self._mailbox_cond:
-            self._mailbox_cond.notify_all()
+        self._mailbox.close()
         worker = getattr(self, "_worker", None)
         if worker is not None and worker.is_alive():
             worker.join(timeout=10.0)
         super().destroy_node()
-
-
-def frame_id_mismatch(
-    left: Image, right: Image, left_info: CameraInfo, right_info: CameraInfo
-) -> str:
-    """Why an image and its camera_info cannot describe the same camera, or ''.
-
-    Each image must carry its own camera_info's frame_id: another frame means the remapping
-    paired the image with another camera's calibration. An empty frame_id is not compared (some
-    recorders drop it). Left and right frame_ids may differ: each camera of a stereo pair has
-    its own optical frame (stereo_image_proc, camera drivers), and outputs use the left one.
-    """
-    problems = [
-        f"{topic} frame_id {image.header.frame_id!r} but {info_topic} frame_id "
-        f"{info.header.frame_id!r}"
-        for topic, image, info_topic, info in (
-            ("left/image_rect", left, "left/camera_info", left_info),
-            ("right/image_rect", right, "right/camera_info", right_info),
-        )
-        if image.header.frame_id
-        and info.header.frame_id
-        and image.header.frame_id != info.header.frame_id
-    ]
-    if not problems:
-        return ""
-    return (
-        "; ".join(problems)
-        + ": an image and its camera_info must name the same camera frame (check the remappings "
-        "and the driver's frame_id settings)"
-    )
-
-
-def _restamped(info: CameraInfo, header: Any) -> CameraInfo:
-    """A copy of ``info`` with the left image's header (approximate sync may differ in stamp)."""
-    if info.header.stamp == header.stamp and info.header.frame_id == header.frame_id:
-        return info
-    out = CameraInfo()
-    for name in info.get_fields_and_field_types():
-        setattr(out, name, getattr(info, name))
-    out.header = header
-    return out
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
@@ -767,8 +628,6 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the node until Ctrl-C; returns 1 when a parameter or the weights refuse to start."""
-    import sys
-
     args = list(sys.argv if argv is None else [NODE_NAME, *argv])
     _parse_args(remove_ros_args(args)[1:])
     rclpy.init(args=args)

@@ -24,6 +24,7 @@ from typing import Any
 from stereo_semantic_ros.checkpoint import weights_file_problem
 from stereo_semantic_ros.labels import CITYSCAPES_19, get_label_set
 from stereo_semantic_ros.networks import list_models
+from stereo_semantic_ros.outputs import OUTPUTS, SWITCHES, OutputStyle
 from stereo_semantic_ros.pipeline import (
     OVERSIZE_POLICIES,
     PRECISIONS,
@@ -32,7 +33,6 @@ from stereo_semantic_ros.pipeline import (
 )
 from stereo_semantic_ros.pointcloud import PointCloudOptions
 from stereo_semantic_ros.resources import ResourceError, resolve_weights
-from stereo_semantic_ros.ros.outputs import OUTPUT_TOPICS, OutputStyle
 
 NODE_NAME = "stereo_semantic_node"
 PACKAGE = "stereo_semantic_ros"
@@ -44,17 +44,6 @@ PLANNED_ARCHITECTURES = ("pseudo_mtl", "synchronized")
 """In the design (../shared/design.md) but not implemented yet: refused with that reason."""
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 QOS_RELIABILITIES = ("best_effort", "reliable")
-
-#: output topic -> the ``publish_*`` switch that turns it on or off
-TOPIC_SWITCH: dict[str, str] = {
-    "disparity": "publish_disparity",
-    "depth": "publish_depth",
-    "depth/camera_info": "publish_depth",
-    "points2": "publish_points",
-    "semantic/labels": "publish_labels",
-    "semantic/color": "publish_semantic_color",
-    "disparity/color": "publish_disparity_color",
-}
 
 
 class SettingsError(ValueError):
@@ -142,12 +131,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "publisher) or reliable (only matches reliable publishers)",
         choices=QOS_RELIABILITIES,
     ),
-    ParameterSpec("publish_disparity", "publish disparity (stereo_msgs/DisparityImage)", live=True),
-    ParameterSpec("publish_depth", "publish depth and depth/camera_info", live=True),
-    ParameterSpec("publish_points", "publish points2 (sensor_msgs/PointCloud2)", live=True),
-    ParameterSpec("publish_labels", "publish semantic/labels (mono8 class ids)", live=True),
-    ParameterSpec("publish_semantic_color", "publish semantic/color (rgb8, for RViz)", live=True),
-    ParameterSpec("publish_disparity_color", "publish disparity/color (rgb8, for RViz)", live=True),
+    # the output switches, from the output table
+    *(ParameterSpec(switch, text, live=True) for switch, text in SWITCHES.items()),
     ParameterSpec(
         "points_organized",
         "organized cloud (H x W, NaN for invalid points) instead of a dense list of valid points",
@@ -349,8 +334,8 @@ class NodeSettings:
         )
 
     def enabled_topics(self) -> tuple[str, ...]:
-        """Output topics whose ``publish_*`` switch is on, in :data:`OUTPUT_TOPICS` order."""
-        return tuple(t for t in OUTPUT_TOPICS if getattr(self, TOPIC_SWITCH[t]))
+        """Output topics whose ``publish_*`` switch is on, in the output table's order."""
+        return tuple(o.topic for o in OUTPUTS if getattr(self, o.switch))
 
     def sync_description(self) -> str:
         if self.approximate_sync:
@@ -444,7 +429,7 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(NodeSettings)}
-assert set(_DEFAULTS) == set(SPECS), "every NodeSettings field needs a ParameterSpec"
+# test_node_settings checks that every field has a ParameterSpec and every spec a field
 
 
 def read_parameter_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, Any]:

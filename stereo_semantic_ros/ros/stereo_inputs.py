@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from stereo_semantic_ros.calibration import StereoCalibration
+from stereo_semantic_ros.frames.inputs import INPUT_TOPICS, Input
 from stereo_semantic_ros.ros.conversions import (
     CalibrationError,
     EncodingError,
@@ -20,16 +21,13 @@ from stereo_semantic_ros.ros.conversions import (
     image_to_rgb,
 )
 
-LEFT_IMAGE, RIGHT_IMAGE = "left/image_rect", "right/image_rect"
-LEFT_INFO, RIGHT_INFO = "left/camera_info", "right/camera_info"
-
 
 class RejectedFrameError(ValueError):
     """An input set that cannot be processed.
 
     Attributes:
         reason: one of ``bad_encoding``, ``malformed_image``, ``size_mismatch``,
-            ``bad_calibration`` (see :data:`stereo_semantic_ros.ros.node_stats.DROP_REASONS`).
+            ``bad_calibration`` (see :data:`stereo_semantic_ros.frames.reasons.DROP_REASONS`).
     """
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -52,7 +50,8 @@ def decode_stereo_inputs(
             baseline, no P matrix). The message says what was wrong and what to do.
     """
     images = []
-    for topic, msg in ((LEFT_IMAGE, left), (RIGHT_IMAGE, right)):
+    for index, msg in ((Input.LEFT_IMAGE, left), (Input.RIGHT_IMAGE, right)):
+        topic = INPUT_TOPICS[index]
         try:
             images.append(image_to_rgb(msg))
         except EncodingError as exc:
@@ -68,7 +67,8 @@ def decode_stereo_inputs(
             f"{right_rgb.shape[0]}: both must come from the same rectification (same output "
             "size)",
         )
-    for topic, info in ((LEFT_INFO, left_info), (RIGHT_INFO, right_info)):
+    for index, info in ((Input.LEFT_INFO, left_info), (Input.RIGHT_INFO, right_info)):
+        topic = INPUT_TOPICS[index]
         if info.width and info.height and (info.width, info.height) != (width, height):
             raise RejectedFrameError(
                 "size_mismatch",

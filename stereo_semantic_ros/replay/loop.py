@@ -2,20 +2,23 @@
 
 :class:`ReplayRun` holds one replay's state; :meth:`ReplayRun.handle` takes one message:
 
-1. Every message of a copied topic (:class:`~stereo_semantic_ros.bagtools.replay_input.TopicRoles`)
+1. Every message of a copied topic (:class:`~stereo_semantic_ros.replay.bag_input.TopicRoles`)
    is written to the output bag as it is, at its receive time.
 2. The four inputs go through :class:`stereo_semantic_ros.sync.Synchronizer` with the parameter
    file's ``approximate_sync``, ``sync_slop`` and ``queue_size``, newest-wins, as the node's
-   built-in synchroniser. A stamp more than 1 s older than the last set resets it (bag loop).
+   built-in synchroniser, with the node's stamp rules
+   (:class:`~stereo_semantic_ros.frames.stamps.SetStamps`: a backwards jump resets it, a set
+   not newer than the last is stale).
 3. Every left/right image that leaves the synchroniser without a set is a dropped frame, with
-   the node's reasons (:class:`~stereo_semantic_ros.ros.sync_drops.SyncDropClassifier`). A left
-   image whose bytes do not decode is a failed frame (``undecodable``).
+   the node's reasons (:class:`~stereo_semantic_ros.frames.sync_drops.SyncDropClassifier`). A
+   left image whose bytes do not decode is a failed frame (``undecodable``).
 4. A set waits for its ground truth (same stamp as the left image) at most 1 s of bag time, then
-   goes through :func:`~stereo_semantic_ros.bagtools.replay_frame.process_set`; its messages are
-   written at the left image's receive time, it is scored against the ground truth
-   (:class:`~stereo_semantic_ros.bagtools.report.GroundTruthScores`) and, if planned, previewed.
-5. A ``/diagnostics`` summary, with the node's key names, is written once per second of bag time
-   and at the end.
+   goes through the node's :func:`~stereo_semantic_ros.frames.step.process_set`, built as
+   ``rosbags`` messages; they are written at the left image's receive time, the frame is scored
+   against the ground truth (:class:`~stereo_semantic_ros.replay.scores.GroundTruthScores`) and,
+   if planned, previewed.
+5. A ``/diagnostics`` status, the node's (:mod:`stereo_semantic_ros.frames.diagnostics`), is
+   written once per second of bag time and at the end.
 
 Every left image read gets one fate, so the report's counts add up:
 ``left images read + frames dropped without a left image == processed + dropped + failed +
@@ -25,36 +28,42 @@ when replay stopped, replaced by a copy with the same stamp, or cleared by a tim
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections import deque
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from stereo_semantic_ros.bagtools import messages as M
+from stereo_semantic_ros.bagtools import messages
 from stereo_semantic_ros.bagtools.bagio import BagWriter, connection_definition
-from stereo_semantic_ros.bagtools.previews import save_previews
-from stereo_semantic_ros.bagtools.replay_frame import (
-    DROPPED_REASONS,
-    FAILED_REASONS,
-    FrameOutcome,
-    process_set,
+from stereo_semantic_ros.evaluation.scorer import GroundTruth
+from stereo_semantic_ros.frames.diagnostics import DiagnosticsReporter, FrameCounts
+from stereo_semantic_ros.frames.inputs import Input
+from stereo_semantic_ros.frames.reasons import SET_REASONS, SYNC_REASONS
+from stereo_semantic_ros.frames.stamps import SetStamps
+from stereo_semantic_ros.frames.stats import (
+    DropCounter,
+    Latencies,
+    format_stamp,
+    frame_latencies,
 )
-from stereo_semantic_ros.bagtools.replay_input import TopicRoles
-from stereo_semantic_ros.bagtools.replay_options import GT_ROLES, ReplayOptions
-from stereo_semantic_ros.bagtools.report import GroundTruthScores, latency_summary
+from stereo_semantic_ros.frames.step import FrameOutcome, process_set
+from stereo_semantic_ros.frames.sync_drops import SyncDropClassifier
+from stereo_semantic_ros.outputs import MessageKit
 from stereo_semantic_ros.pipeline import StereoPipeline
-from stereo_semantic_ros.ros.conversions import image_to_array, stamp_to_ns
-from stereo_semantic_ros.ros.node_stats import DROP_REASONS, format_stamp
-from stereo_semantic_ros.ros.settings import NODE_NAME, disparity_range
-from stereo_semantic_ros.ros.sync_drops import LEFT, SyncDropClassifier
+from stereo_semantic_ros.replay.bag_input import TopicRoles
+from stereo_semantic_ros.replay.ground_truth import decode_ground_truth
+from stereo_semantic_ros.replay.options import GT_ROLES, ReplayOptions
+from stereo_semantic_ros.replay.previews import save_previews
+from stereo_semantic_ros.replay.report import FrameTotals, ReplayTotals, model_section
+from stereo_semantic_ros.replay.scores import GroundTruthScores
+from stereo_semantic_ros.ros.conversions import stamp_to_ns
+from stereo_semantic_ros.ros.settings import NODE_NAME
 from stereo_semantic_ros.sync import Synchronizer
 
-JUMP_BACK_NS = 1_000_000_000
-"""As the node: an input stamp this much older than the last set resets the synchroniser."""
+ROSBAGS_MESSAGES = MessageKit(messages.image_msg, messages.disparity_msg, messages.cloud_msg)
+"""The output table's messages as ``rosbags`` objects, written without a round trip through
+rclpy types."""
 GT_WAIT_NS = 1_000_000_000
 """A synchronised set waits at most this much bag time for its ground-truth messages."""
 DIAGNOSTICS_PERIOD_NS = 1_000_000_000
@@ -63,17 +72,16 @@ UNDECODABLE_PRINTED = 5
 
 
 class ReplayRun:
-    """State of one replay run (see :func:`stereo_semantic_ros.bagtools.replay.run_replay`)."""
+    """State of one replay run (see :func:`stereo_semantic_ros.replay.cli.run_replay`)."""
 
     def __init__(self, options: ReplayOptions, pipeline: StereoPipeline) -> None:
-        self.o = options
+        self.options = options
         self.pipeline = pipeline
         self.settings = options.settings
         self.topics = self.settings.enabled_topics()
         self.input_names = options.topics.inputs()
         self.roles = TopicRoles.of(options.topics)
-        self.frame_drops = dict.fromkeys(DROP_REASONS, 0)
-        self._dropped_stamps: set[int] = set()
+        self.drops = DropCounter(None, remember=None)  # counted only: the report lists them
         self.drop_log: list[dict[str, Any]] = []
         self.per_frame: list[dict[str, Any]] = []
         self.undecodable: dict[str, int] = {}
@@ -85,7 +93,7 @@ class ReplayRun:
         self.left_images = 0
         self.paired = 0
         self.processed = 0
-        self.latency = {"pipeline_total": [], "network": [], "end_to_end": []}
+        self.latency = Latencies(size=None)
         self.processing_s = 0.0
         self.pending: deque[tuple[tuple[Any, ...], int]] = deque()  # (set, log time)
         self.gt: dict[str, dict[int, Any]] = {role: {} for role in GT_ROLES}
@@ -93,7 +101,8 @@ class ReplayRun:
         self.scores = GroundTruthScores(pipeline.label_set)
         self.previews: list[str] = []
         self.preview_plan: set[int] = set()
-        self.last_set_stamp: int | None = None
+        self.stamps = SetStamps()
+        self.reporter = DiagnosticsReporter()
         self.last_diag_ns: int | None = None
         self.now_ns = 0
         self.writer: BagWriter | None = None
@@ -121,20 +130,17 @@ class ReplayRun:
     def drop_frame(
         self, reason: str, stamp: int | None, detail: str, *, paired: bool = False
     ) -> None:
-        """Count a frame once (several of its messages may be dropped), like DropCounter.
+        """Count a frame once (several of its messages may be dropped).
 
         ``paired``: the frame is a synchronised set whose left image already has its fate.
         """
-        if stamp is not None:
-            if stamp in self._dropped_stamps:
-                return
-            self._dropped_stamps.add(stamp)
-            if not paired and not self._settle_left(stamp):
-                self.without_left_image += 1
-        self.frame_drops[reason] += 1
+        if not self.drops.drop(reason, stamp, detail):
+            return
+        if stamp is not None and not paired and not self._settle_left(stamp):
+            self.without_left_image += 1
         entry = {"stamp": format_stamp(stamp), "reason": reason, "detail": detail}
         self.drop_log.append(entry)
-        if reason in FAILED_REASONS:
+        if reason in SET_REASONS:
             self.per_frame.append({"stamp": entry["stamp"], "status": reason, "detail": detail})
 
     def _settle_left(self, stamp: int) -> bool:
@@ -154,7 +160,7 @@ class ReplayRun:
         return sum(self._unfated.values())
 
     def out_topic(self, topic: str) -> str:
-        ns = self.o.namespace.strip("/")
+        ns = self.options.namespace.strip("/")
         return f"/{ns}/{topic}" if ns else f"/{topic}"
 
     def bag_damaged(self, exc: Exception) -> None:
@@ -168,7 +174,8 @@ class ReplayRun:
     @property
     def failed(self) -> dict[str, int]:
         """Failed frames per reason: the node's, and ``undecodable`` left images."""
-        out = {r: self.frame_drops[r] for r in FAILED_REASONS}
+        counts = self.drops.counts
+        out = {r: counts[r] for r in SET_REASONS}
         out["undecodable"] = self.undecodable_left
         return out
 
@@ -178,7 +185,7 @@ class ReplayRun:
 
     @property
     def dropped_total(self) -> int:
-        return sum(self.frame_drops[r] for r in DROPPED_REASONS)
+        return sum(n for r, n in self.drops.counts.items() if r in SYNC_REASONS)
 
     @property
     def processed_or_failed(self) -> int:
@@ -201,7 +208,7 @@ class ReplayRun:
         if self.roles.decoded(conn.topic):
             msg = self.decode(reader, conn, raw, log_ns)
             if msg is None:
-                if self.roles.inputs.get(conn.topic) == LEFT:
+                if self.roles.inputs.get(conn.topic) == Input.LEFT_IMAGE:
                     self.left_images += 1
                     self.undecodable_left += 1
                     self.drop_log.append(
@@ -245,16 +252,12 @@ class ReplayRun:
 
     def offer(self, index: int, msg: Any, log_ns: int) -> None:
         stamp = stamp_to_ns(msg.header.stamp)
-        if self.last_set_stamp is not None and stamp < self.last_set_stamp - JUMP_BACK_NS:
-            print(
-                f"replay: {self.input_names[index]} stamp {format_stamp(stamp)} is "
-                f"{(self.last_set_stamp - stamp) / 1e9:.3f} s older than the last set (bag "
-                "loop?): resetting the synchroniser",
-                file=sys.stderr,
-            )
-            self.last_set_stamp = None
+        if self.stamps.jumped_back(stamp):
+            why = self.stamps.jump_text(self.input_names[index], stamp)
+            print(f"replay: {why} (bag loop?): resetting the synchroniser", file=sys.stderr)
+            self.stamps.forget()
             self.sync.reset()
-        if index == LEFT:
+        if index == Input.LEFT_IMAGE:
             self.left_images += 1
             self._unfated[stamp] = self._unfated.get(stamp, 0) + 1
         self.classifier.seen_message(index, stamp)
@@ -263,10 +266,10 @@ class ReplayRun:
 
     def on_set(self, left: Any, right: Any, left_info: Any, right_info: Any) -> None:
         stamp = stamp_to_ns(left.header.stamp)
-        if self.last_set_stamp is not None and stamp <= self.last_set_stamp:
-            self.drop_frame("stale_stamp", stamp, "set is not newer than the last processed one")
+        stale = self.stamps.admit(stamp)
+        if stale:
+            self.drop_frame("stale_stamp", stamp, stale)
             return
-        self.last_set_stamp = stamp
         self._settle_left(stamp)
         self.paired += 1
         self.pending.append(((left, right, left_info, right_info), self._arrival_ns))
@@ -280,7 +283,7 @@ class ReplayRun:
         return all(stamp in self.gt[role] for role in self.gt_present)
 
     def process_pending(self, final: bool = False) -> None:
-        while self.pending and not self.o.max_frames_reached(self.processed_or_failed):
+        while self.pending and not self.options.max_frames_reached(self.processed_or_failed):
             msgs, log_ns = self.pending[0]
             stamp = stamp_to_ns(msgs[0].header.stamp)
             if not self.ready(stamp, log_ns, final):
@@ -306,12 +309,14 @@ class ReplayRun:
             extra.add("disparity")
         if gt_label_msg is not None:
             extra.add("labels")
-        try:
-            outcome = process_set(self.pipeline, self.settings, self.topics, extra, *msgs)
-        except Exception as exc:  # noqa: BLE001 - the node's worker survives any one frame too
-            outcome = FrameOutcome(
-                stamp, failure=("pipeline_error", f"{type(exc).__name__}: {exc}")
-            )
+        outcome = process_set(
+            self.pipeline,
+            self.settings,
+            self.topics,
+            *msgs,
+            ROSBAGS_MESSAGES,
+            extra_outputs=extra,
+        )
         if outcome.failure is not None:
             self.drop_frame(outcome.failure[0], stamp, outcome.failure[1], paired=True)
             return
@@ -320,100 +325,120 @@ class ReplayRun:
             self.writer.write(self.out_topic(topic), msg, log_ns)
         t1 = time.perf_counter()
         result = outcome.result
+        assert result is not None
         self.processed += 1
         self.processing_s += t1 - t0
-        self.latency["pipeline_total"].append(result.timings_ms.get("total", math.nan))
-        self.latency["network"].append(result.timings_ms.get("network", math.nan))
-        self.latency["end_to_end"].append((t1 - t0) * 1e3)
+        self.latency.add(result.timings_ms, (t1 - t0) * 1e3)
         frame: dict[str, Any] = {
             "stamp": format_stamp(stamp),
             "status": "ok",
-            "latency_ms": {
-                "pipeline_total": result.timings_ms.get("total"),
-                "network": result.timings_ms.get("network"),
-                "end_to_end": (t1 - t0) * 1e3,
-            },
+            "latency_ms": frame_latencies(result.timings_ms, (t1 - t0) * 1e3),
         }
+        truth, problem = decode_ground_truth(gt_disp_msg, gt_label_msg)
         try:
-            frame["metrics"] = self.score(outcome, gt_disp_msg, gt_label_msg)
-        except ValueError as exc:
+            if problem:
+                raise ValueError(problem)
+            frame["metrics"] = self.score(outcome, truth)
+        except ValueError as exc:  # bad labels, or (MetricInputError) another size
             frame["metrics"] = {}
             frame["ground_truth_error"] = str(exc)
         self.per_frame.append(frame)
         if (self.processed - 1) in self.preview_plan:
             paths = save_previews(
-                Path(self.o.out) / "previews",
+                Path(self.options.out) / "previews",
                 self.processed - 1,
                 self.pipeline,
                 outcome,
-                gt_disp_msg,
-                gt_label_msg,
+                truth,
             )
             frame["previews"] = paths
             self.previews.extend(paths)
 
-    def score(self, outcome: FrameOutcome, gt_disp_msg: Any, gt_label_msg: Any) -> dict:
-        if gt_disp_msg is None and gt_label_msg is None:
+    def score(self, outcome: FrameOutcome, truth: GroundTruth) -> dict:
+        if truth.disparity is None and truth.labels is None:
             return {}
-        gt_disp = gt_valid = gt_labels = None
-        if gt_disp_msg is not None:
-            gt_disp = image_to_array(gt_disp_msg.image).astype(np.float32)
-            with np.errstate(invalid="ignore"):
-                gt_valid = np.isfinite(gt_disp) & (gt_disp >= gt_disp_msg.min_disparity)
-        if gt_label_msg is not None:
-            gt_labels = image_to_array(gt_label_msg)
-            if gt_labels.ndim != 2 or gt_labels.dtype != np.uint8:
-                raise ValueError(
-                    f"ground-truth labels must be mono8/8UC1, got {gt_label_msg.encoding}"
-                )
         result = outcome.result
+        assert result is not None
         return self.scores.update(
-            outcome.calib, result.disparity, result.labels, gt_disp, gt_valid, gt_labels
+            outcome.calib,
+            result.disparity,
+            result.labels,
+            truth.disparity,
+            truth.valid,
+            truth.labels,
         )
 
     # -- diagnostics ---------------------------------------------------------------------------
 
+    def counts(self) -> FrameCounts:
+        """The node's frame counts (``frames_received``: left images read)."""
+        return FrameCounts(
+            received=self.left_images,
+            sets=self.paired,
+            published=self.processed,
+            skipped_no_subscribers=0,
+            drops=self.drops.counts,
+        )
+
     def diagnostics(self, stamp_ns: int) -> Any:
-        """A diagnostic_msgs/DiagnosticArray with the node's key names where they apply."""
-        ts = M.typestore()
-        kv = ts.types["diagnostic_msgs/msg/KeyValue"]
-        lat = {k: latency_summary(v) for k, v in self.latency.items()}
-        values = [
-            ("device", str(self.pipeline.device)),
-            ("precision", self.pipeline.precision),
-            ("architecture", self.settings.architecture),
-            ("weights", str(self.settings.weights_path() or "untrained (random weights)")),
-            ("label_set", self.pipeline.label_set.name),
-            ("max_disparity_px", f"{disparity_range(self.pipeline):g}"),
-            ("input_scale", f"{self.settings.input_scale:g}"),
-            ("sync", f"{self.settings.sync_description()} (stereo_semantic_ros.sync, replay)"),
-            ("inference_ms_mean", f"{lat['network']['mean']:.2f}"),
-            ("inference_ms_p90", f"{lat['network']['p90']:.2f}"),
-            ("pipeline_ms_mean", f"{lat['pipeline_total']['mean']:.2f}"),
-            ("pipeline_ms_p90", f"{lat['pipeline_total']['p90']:.2f}"),
-            ("end_to_end_ms_mean", f"{lat['end_to_end']['mean']:.2f}"),
-            ("end_to_end_ms_p90", f"{lat['end_to_end']['p90']:.2f}"),
-            ("frames_received", self.left_images),
-            ("sets_synchronised", self.paired),
-            ("frames_published", self.processed),
-            ("dropped_total", sum(self.frame_drops.values())),
-            *((f"dropped_{r}", n) for r, n in self.frame_drops.items()),
-            *((f"sync_{k}", n) for k, n in self.sync.stats.items()),
-        ]
-        drops = sum(self.frame_drops.values())
-        untrained = self.settings.weights_path() is None
-        level = 1 if drops or untrained else 0
-        problems = (["untrained weights"] if untrained else []) + (
-            [f"{drops} frame(s) dropped so far"] if drops else []
+        """The node's diagnostic_msgs/DiagnosticArray, as ``rosbags`` messages."""
+        status = self.reporter.status(
+            settings=self.settings,
+            pipeline=self.pipeline,
+            device=str(self.pipeline.device),
+            sync=f"{self.settings.sync_description()} (stereo_semantic_ros.sync, replay)",
+            summary="rosbag replay",
+            counts=self.counts(),
+            latency=self.latency.summary(),
+            sync_stats=self.sync.stats,
         )
-        status = ts.types["diagnostic_msgs/msg/DiagnosticStatus"](
-            level=level,
+        types = messages.typestore().types
+        key_value = types["diagnostic_msgs/msg/KeyValue"]
+        diagnostic = types["diagnostic_msgs/msg/DiagnosticStatus"](
+            level=status.level,
             name=f"{NODE_NAME}: stereo pipeline",
-            message="; ".join(["rosbag replay", *problems]),
+            message=status.message,
             hardware_id=str(self.pipeline.device),
-            values=[kv(key=k, value=str(v)) for k, v in values],
+            values=[key_value(key=k, value=v) for k, v in status.values],
         )
-        return ts.types[M.DIAGNOSTIC_ARRAY](header=M.header(stamp_ns, ""), status=[status])
+        return types[messages.DIAGNOSTIC_ARRAY](
+            header=messages.header(stamp_ns, ""), status=[diagnostic]
+        )
+
+    def frame_totals(self) -> FrameTotals:
+        """The fate of every frame read so far."""
+        counts = self.drops.counts
+        return FrameTotals(
+            received=self.left_images,
+            paired=self.paired,
+            processed=self.processed,
+            dropped={r: counts[r] for r in SYNC_REASONS},
+            failed=self.failed,
+            unprocessed_at_stop=self.unprocessed + len(self.pending),
+            without_left_image=self.without_left_image,
+            left_without_fate=self.left_without_fate,
+        )
+
+    def totals(self, wall_s: float) -> ReplayTotals:
+        """Everything the report says about this run, as plain data."""
+        return ReplayTotals(
+            frames=self.frame_totals(),
+            messages_read=dict(self.messages_read),
+            undecodable=dict(self.undecodable),
+            error=self.error,
+            model=model_section(self.settings, self.pipeline),
+            sync_stats=dict(self.sync.stats),
+            input_names=self.input_names,
+            ground_truth_roles=tuple(r for r in GT_ROLES if r in self.gt_present),
+            written=dict(self.writer.counts) if self.writer else {},
+            drops=list(self.drop_log),
+            accuracy=self.scores.summary(),
+            latency_ms=self.latency.summary(),
+            processing_s=self.processing_s,
+            wall_s=wall_s,
+            previews=list(self.previews),
+            per_frame=list(self.per_frame),
+        )
 
     def maybe_diagnostics(self, log_ns: int, final: bool = False) -> None:
         """Every second of bag time (the node: every second), and once at the end."""

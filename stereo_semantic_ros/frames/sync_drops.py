@@ -11,10 +11,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from stereo_semantic_ros.frames.inputs import IMAGES, Input
 from stereo_semantic_ros.ros.conversions import stamp_to_ns
-
-LEFT, RIGHT, LEFT_INFO, RIGHT_INFO = range(4)
-"""Input indices, in the synchroniser's order."""
 
 
 class SyncDropClassifier:
@@ -65,7 +63,7 @@ class SyncDropClassifier:
         return f"the nearest {self._names[index]} stamp differs by {delta / 1e6:+.3f} ms"
 
     def __call__(self, index: int, msg: Any, reason: str) -> None:
-        if index not in (LEFT, RIGHT) or reason == "duplicate_stamp":
+        if index not in IMAGES or reason == "duplicate_stamp":
             return  # a duplicate stamp is replaced by its newer copy, not lost
         if reason == "reset" and not self.count_resets:
             return  # follows a time jump, which is logged where it is detected
@@ -79,7 +77,7 @@ class SyncDropClassifier:
                 "Frame dropped",
             )
             return
-        other = RIGHT if index == LEFT else LEFT
+        other = Input.RIGHT_IMAGE if index == Input.LEFT_IMAGE else Input.LEFT_IMAGE
         match = "within sync_slop" if self._approximate else "with the same stamp"
         if not self.seen(other, stamp):
             hint = (
@@ -95,7 +93,9 @@ class SyncDropClassifier:
                 f"{hint}. Frame dropped",
             )
             return
-        missing = [self._names[i] for i in (LEFT_INFO, RIGHT_INFO) if not self.seen(i, stamp)]
+        missing = [
+            self._names[i] for i in (Input.LEFT_INFO, Input.RIGHT_INFO) if not self.seen(i, stamp)
+        ]
         if missing:
             self._on_frame_drop(
                 "no_camera_info",

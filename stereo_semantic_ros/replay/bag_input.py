@@ -3,7 +3,7 @@
 :func:`check_input_topics` refuses a bag that lacks one of the four inputs (or holds them with
 another type) before anything is written, listing the topics the bag does have. The roles map
 each topic to what replay does with it: an input of the synchroniser (index
-:data:`~stereo_semantic_ros.ros.sync_drops.LEFT` ...), ground truth, or a copy only
+:class:`~stereo_semantic_ros.frames.inputs.Input`), ground truth, or a copy only
 (:data:`COPIED_EXTRA_TOPICS`). :func:`messages_until_damage` reads the bag in receive-time order
 and ends at damage in the file instead of raising, so everything before it is kept.
 """
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stereo_semantic_ros.bagtools import messages as M
+from stereo_semantic_ros.bagtools import messages
 from stereo_semantic_ros.bagtools.bagio import BagError, topics_of
-from stereo_semantic_ros.bagtools.replay_options import ReplayTopics
-from stereo_semantic_ros.ros.sync_drops import LEFT, LEFT_INFO, RIGHT, RIGHT_INFO
+from stereo_semantic_ros.frames.inputs import Input
+from stereo_semantic_ros.replay.options import ReplayTopics
 
 COPIED_EXTRA_TOPICS = ("/tf", "/tf_static")
 """Copied into the output bag as they are, so RViz or Foxglove can place the frames."""
@@ -32,10 +32,10 @@ def check_input_topics(reader: Any, topics: ReplayTopics, bag: Path) -> dict[str
     """
     available = topics_of(reader)
     expected = {
-        topics.left_image: M.IMAGE,
-        topics.right_image: M.IMAGE,
-        topics.left_info: M.CAMERA_INFO,
-        topics.right_info: M.CAMERA_INFO,
+        topics.left_image: messages.IMAGE,
+        topics.right_image: messages.IMAGE,
+        topics.left_info: messages.CAMERA_INFO,
+        topics.right_info: messages.CAMERA_INFO,
     }
     missing = [t for t in expected if t not in available]
     if missing:
@@ -48,7 +48,10 @@ def check_input_topics(reader: Any, topics: ReplayTopics, bag: Path) -> dict[str
     for topic, typ in expected.items():
         if available[topic][0] != typ:
             raise BagError(f"bag {bag}: {topic} holds {available[topic][0]}, expected {typ}")
-    for topic, typ in ((topics.gt_disparity, M.DISPARITY_IMAGE), (topics.gt_labels, M.IMAGE)):
+    for topic, typ in (
+        (topics.gt_disparity, messages.DISPARITY_IMAGE),
+        (topics.gt_labels, messages.IMAGE),
+    ):
         if topic in available and available[topic][0] != typ:
             raise BagError(
                 f"bag {bag}: ground truth {topic} holds {available[topic][0]}, expected {typ}"
@@ -70,10 +73,10 @@ class TopicRoles:
         t = topics
         return cls(
             inputs={
-                t.left_image: LEFT,
-                t.right_image: RIGHT,
-                t.left_info: LEFT_INFO,
-                t.right_info: RIGHT_INFO,
+                t.left_image: Input.LEFT_IMAGE,
+                t.right_image: Input.RIGHT_IMAGE,
+                t.left_info: Input.LEFT_INFO,
+                t.right_info: Input.RIGHT_INFO,
             },
             ground_truth={t.gt_disparity: "gt_disparity", t.gt_labels: "gt_labels"},
         )
