@@ -4,10 +4,10 @@ disparity conversion (exactly fx * B / Z), their confidence and their disparity 
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from stereo_semantic_ros.calibration import StereoCalibration
 from stereo_semantic_ros.networks import get_model
+from stereo_semantic_ros.networks.contract import StereoNetwork
 from stereo_semantic_ros.pipeline import INVALID_DISPARITY, StereoPipeline
 
 TINY = {"width": 4, "aspp_rates": (1, 2)}
@@ -30,7 +30,7 @@ def test_hybridnet_runs_through_the_pipeline_at_any_size():
 # --- the pipeline's depth -> disparity conversion --------------------------------------------
 
 
-class KnownDepth(nn.Module):
+class KnownDepth(StereoNetwork):
     """A depth network with known outputs: Z = 1 + u/4 + v/8 metres, labels = column % 4."""
 
     stride = 8

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from stereo_semantic_ros.calibration import StereoCalibration
 from stereo_semantic_ros.datasets.base import collate, to_tensors
 from stereo_semantic_ros.datasets.kitti import Kitti2015
 from stereo_semantic_ros.datasets.sample import StereoSample
 from stereo_semantic_ros.losses import depth_from_disparity, task_losses
+from stereo_semantic_ros.networks.contract import StereoNetwork
 from stereo_semantic_ros.pipeline import INVALID_DISPARITY, StereoPipeline
 from stereo_semantic_ros.pointcloud import PointCloudOptions
 from stereo_semantic_ros.training.data import batch_on_device
@@ -60,7 +60,7 @@ def test_projection_matrices_round_trip_and_scale_keep_doffs():
 # ------------------------------------------------------------------------------ pipeline
 
 
-class ConstantDisparity(nn.Module):
+class ConstantDisparity(StereoNetwork):
     """A stereo network whose disparity is ``value`` everywhere (confidence 0.9)."""
 
     stride = 8
@@ -116,7 +116,7 @@ def test_pipeline_doffs_zero_is_the_plain_formula_bit_for_bit():
     np.testing.assert_array_equal(res.depth, expected.numpy())
 
 
-class DepthRamp(nn.Module):
+class DepthRamp(StereoNetwork):
     """A depth network: Z = 1 + u/4 metres."""
 
     stride = 8

@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from stereo_semantic_ros.calibration import StereoCalibration
 from stereo_semantic_ros.networks import get_model
+from stereo_semantic_ros.networks.contract import StereoNetwork
 from stereo_semantic_ros.pipeline import INVALID_DISPARITY, InputError, StereoPipeline
 from stereo_semantic_ros.pointcloud import PointCloudOptions, unpack_rgb
 
 
-class KnownOutputs(nn.Module):
+class KnownOutputs(StereoNetwork):
     """Stands in for a trained network so the post-processing can be checked against hand values.
 
     Disparity is 2 + u/10 (pixels), confidence 0.9 except column 0 (0.1), labels = row % 3.

@@ -64,7 +64,7 @@ class StereoNetwork(nn.Module):
     geometry: ClassVar[str] = "disparity"
     constructor_only: ClassVar[tuple[str, ...]] = ("norm_layer",)
     max_disparity: int
-    tasks: tuple[str, ...]
+    tasks: tuple[str, ...] = TASKS
 
     def check_inputs(
         self, left: torch.Tensor, right: torch.Tensor | None, *, needs_right: bool
@@ -105,8 +105,8 @@ class NetworkTraits:
 
 
 def geometry_of(model: nn.Module) -> str:
-    """A network's ``geometry`` (``disparity`` for a module that does not state one)."""
-    geometry = getattr(model, "geometry", "disparity")
+    """A network's ``geometry``, checked against :data:`GEOMETRIES`."""
+    geometry = getattr(model, "geometry", None)
     if geometry not in GEOMETRIES:
         raise ValueError(
             f"{type(model).__name__}.geometry must be one of {GEOMETRIES}, got {geometry!r}"
@@ -115,18 +115,16 @@ def geometry_of(model: nn.Module) -> str:
 
 
 def network_traits(model: nn.Module) -> NetworkTraits:
-    """The contract's values of ``model``; ``tasks`` defaults to :data:`TASKS` and ``geometry``
-    to ``disparity`` (a stand-in module in a test need not state them).
+    """The contract's values of ``model``, checked.
 
     Raises:
-        TypeError: ``model`` has no ``stride`` or ``max_disparity``.
+        TypeError: ``model`` is not a :class:`StereoNetwork`.
         ValueError: a value outside the contract.
     """
-    missing = [a for a in ("stride", "max_disparity") if not hasattr(model, a)]
-    if missing:
+    if not isinstance(model, StereoNetwork):
         raise TypeError(
-            f"{type(model).__name__} has no {' or '.join(missing)}: a network must follow "
-            "stereo_semantic_ros.networks.contract.StereoNetwork"
+            f"{type(model).__name__} is not a stereo_semantic_ros.networks.contract."
+            "StereoNetwork: a network states stride, geometry, max_disparity and tasks"
         )
     stride, max_disparity = int(model.stride), int(model.max_disparity)
     if stride < 1 or max_disparity < 1:
@@ -134,5 +132,4 @@ def network_traits(model: nn.Module) -> NetworkTraits:
             f"{type(model).__name__}: stride {stride} and max_disparity {max_disparity} must "
             "be >= 1"
         )
-    tasks = check_tasks(getattr(model, "tasks", TASKS))
-    return NetworkTraits(stride, max_disparity, tasks, geometry_of(model))
+    return NetworkTraits(stride, max_disparity, check_tasks(model.tasks), geometry_of(model))

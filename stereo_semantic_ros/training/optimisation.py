@@ -24,6 +24,7 @@ from stereo_semantic_ros.losses import (
     warped_fusion_loss,
 )
 from stereo_semantic_ros.networks import geometry_of, get_model_builder
+from stereo_semantic_ros.networks.contract import network_traits
 from stereo_semantic_ros.training.config import TrainConfig
 from stereo_semantic_ros.training.distributed import DistInfo, unwrap
 
@@ -89,7 +90,8 @@ class Optimisation:
             if class_weights is not None
             else None
         )
-        self.max_disparity = getattr(self.network, "max_disparity", None)
+        self.max_disparity = network_traits(self.network).max_disparity
+        # a depth network's own range (HybridNet's), beyond the contract; None for the others
         self.max_depth = getattr(self.network, "max_depth", None)
 
     def step(
