@@ -53,6 +53,7 @@ from rclpy.duration import Duration
 from rclpy.event_handler import PublisherEventCallbacks, UnsupportedEventTypeError
 from rclpy.exceptions import InvalidParameterValueException, ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy_impl
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (
@@ -92,6 +93,8 @@ from stereo_semantic_ros.ros.settings import (
     SettingsError,
     check_value,
 )
+
+RCLError = _rclpy_impl.RCLError  # rclpy's error of the C layer; not exported elsewhere
 
 LOG_THROTTLE_S = 5.0
 """At most one log line per drop reason (and per warning kind) in this many seconds."""
@@ -640,6 +643,11 @@ def main(argv: list[str] | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        # Ctrl-C shuts the context down from the signal handler; a wait or publish already
+        # under way then fails with "context is not valid": that is a normal stop, not a crash
+        if rclpy.ok():
+            raise
     except (SettingsError, CheckpointError, ParameterException) as exc:
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
         status = 1
