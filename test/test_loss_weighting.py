@@ -15,8 +15,7 @@ from stereo_semantic_ros.losses import (
     task_losses,
 )
 from stereo_semantic_ros.networks import get_model
-
-TASKS = ("disparity", "segmentation")
+from stereo_semantic_ros.networks.contract import TASKS
 
 
 def test_fixed_is_five_disparity_plus_one_segmentation():
