@@ -110,9 +110,11 @@ class OutOfMemoryFrameError(FrameDroppedError):
 #: smaller frame costs more per pixel (fixed overheads). Measured with
 #: ``.venv/bin/python test/measure_memory.py --sizes 512x256,1024x512`` (peak RSS - RSS before,
 #: one torch thread): esp_joint 2488 / 2021, corr_mtl 937 / 948, hybridnet 288 / 295 B/pixel.
+#: corr_mtl re-measured with corr_mtl_mixed.pt (census in the output cost, D 96) at 512x256 only:
+#: 1534 B/pixel, rounded up to 1600.
 BYTES_PER_PIXEL: dict[str, tuple[float, int]] = {
     "esp_joint": (2500.0, 96),  # esp_joint_mixed.pt, census cost, D 96: the 4D cost volume
-    "corr_mtl": (950.0, 64),  # corr_mtl_synthetic.pt, D 64
+    "corr_mtl": (1600.0, 96),  # corr_mtl_mixed.pt, D 96: the census volume in the head
     "hybridnet": (300.0, 0),  # hybridnet_synthetic.pt; a monocular network: no cost volume
 }
 #: Memory the network may take per frame when ``max_input_pixels`` is automatic: leaves room for

@@ -126,7 +126,7 @@ def test_demo_runs_the_architecture_of_its_parameter_file(tmp_path: Path) -> Non
     assert main([*argv, "--params", str(params), "--device", "cpu", "--no-progress"]) == 0
     report = json.loads((out / "replay" / "report.json").read_text())
     assert report["settings"]["architecture"] == "corr_mtl"
-    assert report["settings"]["weights"] == "corr_mtl_synthetic.pt"
+    assert report["settings"]["weights"] == "corr_mtl_mixed.pt"
     assert report["model"]["architecture"] == "corr_mtl"
-    assert report["model"]["weights"].endswith("models/corr_mtl_synthetic.pt")
+    assert report["model"]["weights"].endswith("models/corr_mtl_mixed.pt")
     assert not report["warnings"] and report["frames"]["processed"] == 2

@@ -101,11 +101,12 @@ def real_card_rows(card: Path) -> dict[str, dict[str, float]]:
     return rows
 
 
-def test_the_default_weights_carry_a_real_pair_row():
-    """The default parameter file's weights say how they do on a real pair."""
+@pytest.mark.parametrize("config", ["esp_joint.yaml", "corr_mtl.yaml"])
+def test_the_stereo_parameter_files_weights_carry_a_real_pair_row(config):
+    """The weights the stereo parameter files name say how they do on a real pair."""
     import yaml
 
-    params = yaml.safe_load((REPO / "config" / "esp_joint.yaml").read_text())
+    params = yaml.safe_load((REPO / "config" / config).read_text())
     weights = Path(params["stereo_semantic_node"]["ros__parameters"]["weights"]).stem
     assert weights in REAL_CARDS
 

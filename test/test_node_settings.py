@@ -189,8 +189,8 @@ def test_corr_mtl_config_loads_its_shipped_weights_and_runs() -> None:
     differ = {k for k in SPECS if params[k] != esp[k]}
     assert differ == {"architecture", "weights"}
     settings = NodeSettings.from_yaml(path)
-    assert settings.architecture == "corr_mtl" and settings.weights == "corr_mtl_synthetic.pt"
-    assert settings.weights_path() == REPO / "models" / "corr_mtl_synthetic.pt"
+    assert settings.architecture == "corr_mtl" and settings.weights == "corr_mtl_mixed.pt"
+    assert settings.weights_path() == REPO / "models" / "corr_mtl_mixed.pt"
     pipeline = settings.updated(device="cpu").build_pipeline()
     assert type(pipeline.model).__name__ == "CorrMTLNet" and pipeline.checkpoint is not None
     assert pipeline.stride == 32 and pipeline.max_disparity == 64  # from the shipped weights
