@@ -446,7 +446,7 @@ def _prediction(scene: StereoSample) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_replay_preview_has_an_error_tile_and_no_empty_cell(scene: StereoSample) -> None:
-    from stereo_semantic_ros.bagtools.previews import (
+    from stereo_semantic_ros.replay.previews import (
         SHEET_ORDER,
         preview_images,
         preview_sheet,
@@ -509,7 +509,7 @@ def test_one_disparity_colour_map_for_node_replay_and_eval(scene: StereoSample) 
     pytest.importorskip("rclpy")
     from std_msgs.msg import Header
 
-    from stereo_semantic_ros.bagtools.previews import preview_images
+    from stereo_semantic_ros.replay.previews import preview_images
     from stereo_semantic_ros.evaluation.pictures import sample_picture
     from stereo_semantic_ros.evaluation.predictors import Prediction
     from stereo_semantic_ros.pipeline import PipelineResult
