@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from stereo_semantic_ros.evaluation.report import jsonable
 from stereo_semantic_ros.frames.diagnostics import weights_text
 from stereo_semantic_ros.pipeline import StereoPipeline
 from stereo_semantic_ros.replay.options import INPUT_ROLES, ReplayOptions
@@ -183,24 +182,8 @@ def write_report(path: Path, report: Mapping[str, Any]) -> None:
     """``report`` as strict JSON (NaN as null), so any JSON reader takes it; replaced in one
     step, so a run killed while writing it leaves the previous file or none."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(report), indent=2) + "\n")
+    tmp.write_text(json.dumps(jsonable(report), indent=2) + "\n")
     os.replace(tmp, path)
-
-
-def _jsonable(value: Any) -> Any:
-    """NaN/inf -> None (strict JSON), numpy scalars -> Python numbers, tuples -> lists."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 # ------------------------------------------------------------------------------- summary table
