@@ -256,18 +256,12 @@ class Driver:
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-        from stereo_msgs.msg import DisparityImage
+        from sensor_msgs.msg import CameraInfo, Image
 
-        output_types = {
-            "disparity": DisparityImage,
-            "depth": Image,
-            "depth/camera_info": CameraInfo,
-            "points2": PointCloud2,
-            "semantic/labels": Image,
-            "semantic/color": Image,
-            "disparity/color": Image,
-        }
+        from stereo_semantic_ros.outputs import OUTPUTS
+        from stereo_semantic_ros.ros.outputs import message_type
+
+        output_types = {output.topic: message_type(output.msgtype) for output in OUTPUTS}
         unknown = set(topics) - set(output_types)
         if unknown:
             raise ValueError(f"unknown output topics {sorted(unknown)}; known: {output_types}")
