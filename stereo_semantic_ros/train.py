@@ -106,6 +106,9 @@ def train(
     finally:
         # train.threads is this run's setting, not the calling process's
         torch.set_num_threads(threads)
+        # nor is flushing denormals to zero (_train turns it on for the CPU; torch's default is
+        # off and it has no getter): a caller's later float code must see IEEE subnormals
+        torch.set_flush_denormal(False)
 
 
 def _train(

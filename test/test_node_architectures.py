@@ -19,11 +19,15 @@ from stereo_semantic_ros.labels import CITYSCAPES_19
 
 class Case(NamedTuple):
     architecture: str
+    weights: str  # what config/<architecture>.yaml names
     domain_id: int
     max_disparity: int  # of the shipped weights
 
 
-CASES = (Case("corr_mtl", 55, 64), Case("hybridnet", 56, 64))
+CASES = (
+    Case("corr_mtl", "corr_mtl_mixed.pt", 55, 96),
+    Case("hybridnet", "hybridnet_synthetic.pt", 56, 64),
+)
 
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: c.architecture)
@@ -39,7 +43,7 @@ def live(
         case.domain_id,
         log,
         params_file=f"{case.architecture}.yaml",
-        untrained=False,  # the file's own weights: models/<architecture>_synthetic.pt
+        untrained=False,  # the file's own weights: models/<case.weights>
     )
     driver = None
     try:
@@ -57,7 +61,7 @@ def test_node_loads_the_files_weights_and_publishes_every_output(live) -> None:
     case, node, driver = live
     diagnostics = driver.latest_diagnostics()
     assert diagnostics["architecture"] == case.architecture
-    assert diagnostics["weights"].endswith(f"models/{case.architecture}_synthetic.pt")
+    assert diagnostics["weights"].endswith(f"models/{case.weights}")
     assert "UNTRAINED" not in node.text()
 
     frame = driver.warm_up()

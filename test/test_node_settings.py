@@ -193,7 +193,7 @@ def test_corr_mtl_config_loads_its_shipped_weights_and_runs() -> None:
     assert settings.weights_path() == REPO / "models" / "corr_mtl_mixed.pt"
     pipeline = settings.updated(device="cpu").build_pipeline()
     assert type(pipeline.model).__name__ == "CorrMTLNet" and pipeline.checkpoint is not None
-    assert pipeline.stride == 32 and pipeline.max_disparity == 64  # from the shipped weights
+    assert pipeline.stride == 32 and pipeline.max_disparity == 96  # from the shipped weights
     assert pipeline.tasks == ("disparity", "segmentation")
     calib = StereoCalibration(fx=40.0, fy=40.0, cx=20.0, cy=12.0, baseline=0.2)
     image = np.zeros((24, 40, 3), np.uint8)

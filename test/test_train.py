@@ -479,3 +479,12 @@ def test_data_generate_says_what_it_renders_and_renders_only_once(tmp_path, caps
     ensure_synthetic(cfg.data)
     assert "rendering" not in capsys.readouterr().err
     assert [p.stat().st_mtime_ns for p in images] == stamp
+
+
+def test_training_leaves_the_processs_float_mode_as_it_found_it(data_root, tmp_path):
+    """Training flushes denormals to zero on the CPU for speed; afterwards the calling process
+    (a test session, a notebook) sees IEEE subnormals again."""
+    assert float(np.float64(5e-324) * 1.0) > 0.0
+    assert main(_args(data_root, tmp_path / "run", "--max-steps", "1")) == 0
+    tiny = torch.tensor([1e-40], dtype=torch.float32)  # a float32 subnormal
+    assert float(tiny * 1.0) > 0.0
