@@ -509,10 +509,10 @@ def test_one_disparity_colour_map_for_node_replay_and_eval(scene: StereoSample) 
     pytest.importorskip("rclpy")
     from std_msgs.msg import Header
 
-    from stereo_semantic_ros.replay.previews import preview_images
     from stereo_semantic_ros.evaluation.pictures import sample_picture
     from stereo_semantic_ros.evaluation.predictors import Prediction
     from stereo_semantic_ros.pipeline import PipelineResult
+    from stereo_semantic_ros.replay.previews import preview_images
     from stereo_semantic_ros.ros.conversions import image_to_array
     from stereo_semantic_ros.ros.outputs import OutputStyle, build_messages
 
