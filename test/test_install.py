@@ -8,6 +8,7 @@ directory, with no PYTHONPATH and no ament environment: the files must come from
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -30,23 +31,36 @@ SOURCES = (
 )
 
 
+def _installed_here() -> bool:
+    """Whether this environment has the package installed (``make venv`` installs it editable)."""
+    try:
+        importlib.metadata.distribution("stereo_semantic_ros")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def test_pip_install_finds_the_shipped_weights_and_parameters(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     for name in SOURCES:  # a copy, so pip's in-tree build leaves nothing in the checkout
         copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy2
         copy(REPO / name, src / name)
+    installed_before = _installed_here()
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     purelib = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
     (purelib / "deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
     pip = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+        # --ignore-installed: without it pip uninstalls this environment's own (editable) install of
+        # the package, console scripts included, before installing into --prefix
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-I"]
         + ["--disable-pip-version-check", "--prefix", str(venv), str(src)],
         capture_output=True,
         text=True,
     )
     assert pip.returncode == 0, pip.stderr
+    assert _installed_here() == installed_before, "pip removed this environment's own install"
     share = venv / "share" / "stereo_semantic_ros"
     assert (share / "models" / "esp_joint_mixed.pt").is_file()
     assert (purelib / "stereo_semantic_ros" / "resources.py").is_file()
