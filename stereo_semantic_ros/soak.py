@@ -124,6 +124,18 @@ class Sampler:
 # --------------------------------------------------------------------------- the node process
 
 
+def interrupt_then_kill(proc: subprocess.Popen, grace_s: float = 20.0) -> int | None:
+    """Ctrl-C as ``ros2 run`` would send it, then a kill after ``grace_s``; the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    return proc.returncode
+
+
 class NodeProcess:
     """The node as a child process of this interpreter, stdout+stderr into ``log_path``."""
 
@@ -176,14 +188,7 @@ class NodeProcess:
     def stop(self) -> int | None:
         """Ctrl-C as ``ros2 run`` would get it, then a kill after 20 s; the exit code."""
         try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGINT)
-                try:
-                    self.proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout=10)
-            return self.proc.returncode
+            return interrupt_then_kill(self.proc)
         finally:
             self._log.close()
 

@@ -10,7 +10,6 @@ parameter services. Nothing here is mocked: messages cross DDS between two proce
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -35,6 +34,7 @@ from std_msgs.msg import Header
 
 from stereo_semantic_ros.outputs import OUTPUTS
 from stereo_semantic_ros.ros.outputs import message_type
+from stereo_semantic_ros.soak import interrupt_then_kill
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "stereo_semantic_ros"
@@ -133,14 +133,7 @@ class NodeProcess:
     def stop(self) -> int | None:
         """Ctrl-C, then a kill if the node does not exit within 20 s; returns the exit code."""
         try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGINT)
-                try:
-                    self.proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout=10)
-            return self.proc.returncode
+            return interrupt_then_kill(self.proc)
         finally:
             self._log.close()
 
