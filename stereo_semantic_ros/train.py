@@ -77,6 +77,7 @@ from stereo_semantic_ros.training.runlog import (
 from stereo_semantic_ros.training.state import (
     RunState,
     make_checkpoint,
+    open_init_checkpoint,
     open_resume_checkpoint,
     resume_training,
 )
@@ -137,7 +138,13 @@ def _train(
     val_set = validation_dataset(cfg.data) if info.main else None
     label_set = CITYSCAPES_19
     tasks = list(tcfg.tasks)
+    init = open_init_checkpoint(cfg) if ckpt is None else None
     stats, class_weights = training_statistics(cfg, dataset, label_set.num_classes, ckpt)
+    if init is not None:
+        # the weights learned on inputs normalised with their own statistics; class weights
+        # follow the new data
+        stats["mean"], stats["std"] = list(init.mean), list(init.std)
+        stats["init_weights"] = {"path": init.source, "provenance": init.provenance}
     mean, std = tuple(stats["mean"]), tuple(stats["std"])
 
     # ---- model, loss weighting, optimiser
@@ -148,6 +155,8 @@ def _train(
     state = RunState()
     if ckpt is not None:
         state = resume_training(opt, ckpt, resume_path, cfg, info)
+    elif init is not None:
+        opt.model.load_state_dict(init.state_dict)
     opt.start(info, class_weights)
 
     # ---- data order: one DistributedSampler (also for a single process), resumable mid-epoch
@@ -158,6 +167,8 @@ def _train(
     provenance_base = run_provenance(
         cfg, command, dataset, stats, device, info.world_size, opt.use_amp
     )
+    if "init_weights" in stats:  # also on resume: last.pt's statistics keep it
+        provenance_base["init_weights"] = stats["init_weights"]
     history = session_history(ckpt, provenance_base, cfg, state.step)
 
     def checkpoint(final: bool) -> Checkpoint:

@@ -488,3 +488,37 @@ def test_training_leaves_the_processs_float_mode_as_it_found_it(data_root, tmp_p
     assert main(_args(data_root, tmp_path / "run", "--max-steps", "1")) == 0
     tiny = torch.tensor([1e-40], dtype=torch.float32)  # a float32 subnormal
     assert float(tiny * 1.0) > 0.0
+
+
+# --- a second stage: train.init_weights ---------------------------------------------------------
+
+
+def test_init_weights_starts_a_fresh_run_from_a_checkpoint(short_run, data_root, tmp_path):
+    """The fine-tuning stage starts from the checkpoint's weights with its normalisation and a
+    new optimiser; its provenance names where it started."""
+    init = load_checkpoint(short_run / "final.pt")
+    out = tmp_path / "stage2"
+    extra = ["--max-steps", "1", "--set", f"train.init_weights={short_run / 'final.pt'}"]
+    # a learning rate too small to move a weight: what step 1 ends with is what it started from
+    assert main(_args(data_root, out, *extra, "--set", "train.lr=1.0e-30")) == 0
+    tuned = load_checkpoint(out / "final.pt")
+    assert tuned.mean == init.mean and tuned.std == init.std
+    for key, value in init.state_dict.items():
+        if value.is_floating_point() and "running_" not in key:
+            torch.testing.assert_close(tuned.state_dict[key], value, msg=key)
+    assert tuned.provenance["init_weights"]["path"] == str(short_run / "final.pt")
+    assert tuned.provenance["init_weights"]["provenance"]["steps"] == 6
+    # and a fresh run from scratch does not share them
+    scratch = tmp_path / "scratch"
+    assert main(_args(data_root, scratch, "--max-steps", "1", "--set", "train.seed=5")) == 0
+    other = load_checkpoint(scratch / "final.pt").state_dict
+    assert any(not torch.equal(other[k], v) for k, v in init.state_dict.items())
+
+
+def test_init_weights_of_another_network_is_refused(short_run, data_root, tmp_path, capsys):
+    extra = ["--set", f"train.init_weights={short_run / 'final.pt'}", "--set", "model.q=2"]
+    assert main(_args(data_root, tmp_path / "o", *extra)) == 2
+    err = capsys.readouterr().err
+    assert "train.init_weights" in err and "keeps the network as it is" in err
+    assert main(_args(data_root, tmp_path / "o2", "--set", "train.init_weights=nope.pt")) == 2
+    assert "nope.pt" in capsys.readouterr().err

@@ -111,7 +111,11 @@ class TrainSection:
     ``--max-steps``; every shipped recipe uses fractions. Values >= 1 are absolute steps.
     ``amp`` only applies on CUDA (autocast fp16 + GradScaler). ``grad_clip``: max global L2
     norm (0 = off). ``threads``: torch CPU threads (0 = torch's default). ``device``: auto,
-    cpu, cuda; under torchrun each rank takes cuda:LOCAL_RANK.
+    cpu, cuda; under torchrun each rank takes cuda:LOCAL_RANK. ``init_weights``: a checkpoint
+    (path, or a file in models/) whose weights start a fresh run -- a second stage that
+    fine-tunes them with a new optimiser, schedule and data; it must hold the same architecture
+    and hyper-parameters, and its normalisation statistics are kept. Ignored on resume, where
+    ``last.pt`` already carries the weights.
     """
 
     steps: int = 1000
@@ -131,6 +135,7 @@ class TrainSection:
     threads: int = 0
     device: str = "auto"
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    init_weights: str = ""
 
 
 @dataclass

@@ -20,6 +20,7 @@ import torch
 
 from stereo_semantic_ros.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from stereo_semantic_ros.labels import LabelSet
+from stereo_semantic_ros.resources import ResourceError, resolve_weights
 from stereo_semantic_ros.training import LAST, PROG
 from stereo_semantic_ros.training.config import ConfigError, TrainConfig
 from stereo_semantic_ros.training.distributed import DistInfo
@@ -125,6 +126,28 @@ def open_resume_checkpoint(resume: str, out: Path) -> tuple[Path | None, Checkpo
                 f"from a last.pt written during training"
             )
     return resume_path, ckpt
+
+
+def open_init_checkpoint(cfg: TrainConfig) -> Checkpoint | None:
+    """The checkpoint ``train.init_weights`` names (None when empty), checked against the
+    recipe's model: a second stage fine-tunes the same network, so a different architecture or
+    hyper-parameter is a :class:`ConfigError` naming both."""
+    name = cfg.train.init_weights
+    if not name:
+        return None
+    try:
+        path = resolve_weights(name)
+    except ResourceError as exc:
+        raise ConfigError(f"train.init_weights: {exc}") from None
+    ckpt = load_checkpoint(path)  # type: ignore[arg-type]  # never None for a non-empty name
+    want = dict(cfg.model.hyper_parameters)
+    have = {k: v for k, v in ckpt.hyper_parameters.items() if k not in ("tasks", "num_classes")}
+    if ckpt.architecture != cfg.model.architecture or have != want:
+        raise ConfigError(
+            f"train.init_weights {path} holds {ckpt.architecture} {have}, but the recipe's model "
+            f"is {cfg.model.architecture} {want}; a fine-tuning stage keeps the network as it is"
+        )
+    return ckpt
 
 
 def resume_training(
