@@ -1,9 +1,15 @@
 """Messages <-> numpy arrays: the only place where message data is read or written.
 
-Readers (:func:`image_to_array`, :func:`image_to_rgb`, :func:`calibration_from_camera_info`,
-:func:`stamp_to_ns`) only use message attributes, so they accept rclpy messages and the
-``rosbags`` message classes alike, and work without a ROS install. Writers build rclpy
-messages and import ``sensor_msgs`` / ``stereo_msgs`` when first called.
+Readers (:func:`image_to_array`, :func:`image_to_rgb`, :func:`compressed_to_rgb`,
+:func:`calibration_from_camera_info`, :func:`stamp_to_ns`) only use message attributes, so they
+accept rclpy messages and the ``rosbags`` message classes alike, and work without a ROS install.
+Writers build rclpy messages and import ``sensor_msgs`` / ``stereo_msgs`` when first called.
+
+Input images are read as cv_bridge reads them (the encodings of :data:`SUPPORTED_ENCODINGS`,
+colour conversions by OpenCV with cv_bridge's conversion codes), except for 16-bit grey, which
+is reduced with the sensor's real bit depth (:func:`reduce_16bit`) instead of cv_bridge's
+``* 255 / 65535``. sensor_msgs/CompressedImage (image_transport's ``compressed`` plugin: JPEG or
+PNG) is decoded with ``cv2.imdecode``.
 
 rclpy stores ``uint8[]`` fields (``Image.data``, ``PointCloud2.data``) as ``array.array('B')``,
 both on received messages and after any assignment (the setter wraps whatever it is given in
@@ -24,6 +30,7 @@ from __future__ import annotations
 import array as pyarray
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 
 from stereo_semantic_ros.calibration import (
@@ -34,12 +41,13 @@ from stereo_semantic_ros.calibration import (
 
 if TYPE_CHECKING:
     from builtin_interfaces.msg import Time
-    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
     from std_msgs.msg import Header
     from stereo_msgs.msg import DisparityImage
 
 __all__ = [
     "ARRAY_ENCODINGS",
+    "COMPRESSED_FORMATS",
     "SUPPORTED_ENCODINGS",
     "CalibrationError",
     "EncodingError",
@@ -47,14 +55,40 @@ __all__ = [
     "array_to_image",
     "calibration_from_camera_info",
     "cloud_to_msg",
+    "compress_image",
+    "compressed_to_rgb",
     "disparity_to_msg",
     "image_to_array",
     "image_to_rgb",
+    "is_compressed",
+    "reduce_16bit",
+    "rgb_to_compressed",
     "stamp_to_ns",
 ]
 
-#: Encodings accepted for the stereo input images.
-SUPPORTED_ENCODINGS: tuple[str, ...] = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
+#: Encodings accepted for the stereo input images (what cv_bridge converts to rgb8, plus the
+#: generic 8UC1/8UC3/16UC1 that ``cv_bridge.cv2_to_imgmsg`` writes for OpenCV images).
+SUPPORTED_ENCODINGS: tuple[str, ...] = (
+    "rgb8",
+    "bgr8",
+    "rgba8",
+    "bgra8",
+    "mono8",
+    "mono16",
+    "8UC1",
+    "8UC3",
+    "16UC1",
+    "yuv422",
+    "yuv422_yuy2",
+    "bayer_rggb8",
+    "bayer_bggr8",
+    "bayer_gbrg8",
+    "bayer_grbg8",
+)
+
+#: Codecs of sensor_msgs/CompressedImage that :func:`compressed_to_rgb` reads (those of
+#: image_transport's ``compressed`` plugin that carry 8/16-bit camera images).
+COMPRESSED_FORMATS: tuple[str, ...] = ("jpeg", "png")
 
 #: encoding -> (little-endian element dtype, channels); the one table of image layouts
 ENCODING_LAYOUT: dict[str, tuple[np.dtype, int]] = {
@@ -65,9 +99,33 @@ ENCODING_LAYOUT: dict[str, tuple[np.dtype, int]] = {
     "mono8": (np.dtype("u1"), 1),
     "mono16": (np.dtype("<u2"), 1),
     "8UC1": (np.dtype("u1"), 1),
+    "8UC3": (np.dtype("u1"), 3),
     "16UC1": (np.dtype("<u2"), 1),
     "32FC1": (np.dtype("<f4"), 1),
+    # packed 4:2:2, two bytes a pixel: U Y0 V Y1 (yuv422, i.e. UYVY) or Y0 U Y1 V (YUY2)
+    "yuv422": (np.dtype("u1"), 2),
+    "yuv422_yuy2": (np.dtype("u1"), 2),
+    # the raw colour-filter mosaic, one byte a pixel; the name is the top-left 2x2 block
+    "bayer_rggb8": (np.dtype("u1"), 1),
+    "bayer_bggr8": (np.dtype("u1"), 1),
+    "bayer_gbrg8": (np.dtype("u1"), 1),
+    "bayer_grbg8": (np.dtype("u1"), 1),
 }
+
+# encoding -> cv2.cvtColor code to RGB, cv_bridge's (cv_bridge.cpp, getConversionCodes). ROS
+# names a Bayer mosaic by its top-left 2x2 block, OpenCV's classic names by the block at row 1,
+# column 1, so bayer_rggb8 is COLOR_BayerBG2RGB. (Newer OpenCV also has COLOR_BayerRGGB2RGB...
+# aliases in ROS's naming, equal to these; the classic names exist in every OpenCV 3/4/5.)
+_CVT_TO_RGB: dict[str, int] = {
+    "yuv422": cv2.COLOR_YUV2RGB_UYVY,
+    "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2,
+    "bayer_rggb8": cv2.COLOR_BayerBG2RGB,
+    "bayer_bggr8": cv2.COLOR_BayerRG2RGB,
+    "bayer_gbrg8": cv2.COLOR_BayerGR2RGB,
+    "bayer_grbg8": cv2.COLOR_BayerGB2RGB,
+}
+_GRAY8 = ("mono8", "8UC1")
+_GRAY16 = ("mono16", "16UC1")
 
 #: Every encoding :func:`image_to_array` and :func:`array_to_image` handle: the inputs plus
 #: the single-channel encodings of depth, disparity and ground truth.
@@ -87,15 +145,19 @@ _POINTFIELD_TYPES: dict[np.dtype, int] = {
 
 
 class EncodingError(ValueError):
-    """An image encoding this package cannot read or write."""
+    """An image encoding (or CompressedImage format) this package cannot read or write."""
 
     def __init__(
-        self, encoding: str, supported: tuple[str, ...] = SUPPORTED_ENCODINGS, what: str = "image"
+        self,
+        encoding: str,
+        supported: tuple[str, ...] = SUPPORTED_ENCODINGS,
+        what: str = "image",
+        advice: str = "Convert the stream (e.g. with image_proc) or publish one of these.",
     ) -> None:
         self.encoding = encoding
         super().__init__(
             f"unsupported {what} encoding {encoding!r}; supported: {', '.join(supported)}. "
-            "Convert the stream (e.g. with image_proc) or publish one of these."
+            + advice
         )
 
 
@@ -159,33 +221,246 @@ def image_to_array(msg: Image) -> np.ndarray:
     return pixels.reshape(shape)
 
 
-def image_to_rgb(msg: Image) -> np.ndarray:
+def image_to_rgb(msg: Image | CompressedImage, bit_depth: int = 0) -> np.ndarray:
     """An input image as the network wants it: (H, W, 3) uint8 RGB, C-contiguous.
 
-    bgr* is reordered, alpha dropped, mono replicated to three channels and mono16 reduced to
-    8 bits by ``>> 8``. An rgb8 message without row padding is returned as a view of its data.
+    bgr8/8UC3 are reordered (8UC3 is an OpenCV image, so BGR, as cv_bridge writes it), alpha is
+    dropped, mono8/8UC1 replicated to three channels, mono16/16UC1 reduced to 8 bits by
+    :func:`reduce_16bit` with ``bit_depth`` and replicated, yuv422 (UYVY) / yuv422_yuy2 and the
+    8-bit Bayer mosaics converted by OpenCV with cv_bridge's codes (Bayer: bilinear demosaicing).
+    An rgb8 message without row padding is returned as a view of its data.
+
+    A sensor_msgs/CompressedImage (a message with ``format`` and no ``encoding``) goes to
+    :func:`compressed_to_rgb`, so callers need not tell the two apart.
+
+    Args:
+        msg: a sensor_msgs/Image (rclpy or rosbags) or CompressedImage.
+        bit_depth: for 16-bit grey only, see :func:`reduce_16bit`: 0 = from the image's maximum,
+            else the sensor's bit depth 1..16.
 
     Raises:
         EncodingError: the encoding is not one of :data:`SUPPORTED_ENCODINGS`.
-        MalformedImageError: see :func:`image_to_array`.
+        MalformedImageError: see :func:`image_to_array`; also a yuv422 image of odd width.
+        ValueError: ``bit_depth`` outside 0..16.
     """
+    if is_compressed(msg):
+        return compressed_to_rgb(msg, bit_depth)
     encoding = msg.encoding
     if encoding not in SUPPORTED_ENCODINGS:
         raise EncodingError(encoding, SUPPORTED_ENCODINGS, what="input image")
+    _check_bit_depth(bit_depth)
     pixels = image_to_array(msg)
     if encoding == "rgb8" and pixels.flags.c_contiguous:
         return pixels
+    if encoding in _CVT_TO_RGB:
+        if encoding.startswith("yuv") and pixels.shape[1] % 2:
+            raise MalformedImageError(
+                f"{encoding} image is {pixels.shape[1]} pixels wide: 4:2:2 packs two pixels "
+                "into four bytes, so its width must be even (mislabelled encoding?)"
+            )
+        return cv2.cvtColor(np.ascontiguousarray(pixels), _CVT_TO_RGB[encoding])
+    if encoding in _GRAY8 or encoding in _GRAY16:
+        gray = reduce_16bit(pixels, bit_depth) if encoding in _GRAY16 else pixels
+        return _gray_to_rgb(gray)
+    return _reorder(pixels, bgr=encoding.startswith("bgr") or encoding == "8UC3")
+
+
+def reduce_16bit(values: np.ndarray, bit_depth: int = 0) -> np.ndarray:
+    """16-bit grey (or colour) values -> uint8, keeping the sensor's real range.
+
+    A 10- or 12-bit sensor published as mono16 fills only 0..1023 or 0..4095; ``>> 8`` (and
+    cv_bridge's ``* 255 / 65535``, the same up to rounding) leaves it at 0..3 or 0..15, nearly
+    black. Here the value is shifted by ``bit_depth - 8`` instead (truncating; values above the
+    stated depth are clipped to 255; a depth below 8 shifts left):
+
+    * ``bit_depth`` 1..16: the sensor's bit depth, the same mapping on every frame (16 gives
+      cv_bridge's ``>> 8``);
+    * ``bit_depth`` 0 (auto): the bit length of this image's maximum, at least 8: a 12-bit
+      image whose brightest pixel is 4000 is shifted by 4, one that already fits 0..255 is
+      kept as it is. The mapping is per image, so a frame that is darker by more than a factor of
+      two (or a left and right image whose maxima straddle a power of two) is scaled differently;
+      set the real bit depth for a stable mapping.
+
+    Args:
+        values: an unsigned integer array (uint16, or uint8 which is returned unchanged).
+        bit_depth: 0 or 1..16, see above.
+
+    Raises:
+        ValueError: ``bit_depth`` outside 0..16.
+    """
+    _check_bit_depth(bit_depth)
+    if values.dtype == np.uint8:
+        return values
+    depth = bit_depth or max(8, int(values.max()).bit_length() if values.size else 8)
+    if depth >= 8:
+        return np.minimum(values >> (depth - 8), 255).astype(np.uint8)
+    return np.minimum(values.astype(np.uint32) << (8 - depth), 255).astype(np.uint8)
+
+
+def _check_bit_depth(bit_depth: int) -> None:
+    if (
+        isinstance(bit_depth, bool)
+        or not isinstance(bit_depth, (int, np.integer))
+        or not (0 <= bit_depth <= 16)
+    ):
+        raise ValueError(
+            f"bit_depth must be 0 (auto: from the image's maximum) or the sensor's bit depth "
+            f"1..16, got {bit_depth!r}"
+        )
+
+
+def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    rgb = np.empty(gray.shape[:2] + (3,), dtype=np.uint8)
+    for dst in range(3):
+        rgb[..., dst] = gray
+    return rgb
+
+
+def _reorder(pixels: np.ndarray, bgr: bool) -> np.ndarray:
+    """RGB from 3- or 4-channel pixels in RGB(A) or BGR(A) order, alpha dropped."""
     # One strided copy per channel: ~5x faster than ascontiguousarray of a reversed view.
     rgb = np.empty(pixels.shape[:2] + (3,), dtype=np.uint8)
-    if encoding in ("mono8", "mono16"):
-        gray = (pixels >> 8).astype(np.uint8) if encoding == "mono16" else pixels
-        for dst in range(3):
-            rgb[..., dst] = gray
-    else:
-        order = (2, 1, 0) if encoding.startswith("bgr") else (0, 1, 2)
-        for dst, src in enumerate(order):
-            rgb[..., dst] = pixels[..., src]
+    order = (2, 1, 0) if bgr else (0, 1, 2)
+    for dst, src in enumerate(order):
+        rgb[..., dst] = pixels[..., src]
     return rgb
+
+
+# --------------------------------------------------------------------------- compressed
+
+
+def is_compressed(msg: Any) -> bool:
+    """Whether ``msg`` is a sensor_msgs/CompressedImage (it has ``format``, no ``encoding``)."""
+    return hasattr(msg, "format") and not hasattr(msg, "encoding")
+
+
+def _parse_format(fmt: str) -> tuple[str, str, str]:
+    """image_transport's ``format`` -> (original encoding, codec, encoding of the compressed data).
+
+    ``"rgb8; jpeg compressed bgr8"`` -> ``("rgb8", "jpeg", "bgr8")``; ``"mono16; png compressed "``
+    -> ``("mono16", "png", "")``; ``"jpeg"`` (older publishers) -> ``("", "jpeg", "")``.
+    """
+    fmt = str(fmt).strip()
+    if ";" not in fmt:
+        return "", fmt.lower(), ""
+    encoding, rest = (part.strip() for part in fmt.split(";", 1))
+    words = rest.split()
+    codec = words[0].lower() if words else ""
+    packed = words[2] if len(words) > 2 and words[1] == "compressed" else ""
+    return encoding, codec, packed
+
+
+def compressed_to_rgb(msg: CompressedImage, bit_depth: int = 0) -> np.ndarray:
+    """A sensor_msgs/CompressedImage (JPEG or PNG) as (H, W, 3) uint8 RGB.
+
+    ``format`` is read as image_transport's ``compressed`` plugin writes it:
+    ``"<encoding>; <jpeg|png> compressed <bgr8|mono8|...>"`` (colour data is BGR unless the
+    part after ``compressed`` names an rgb encoding), or a bare ``"jpeg"`` / ``"png"`` from older
+    publishers. The bytes are decoded with ``cv2.imdecode`` whatever the codec says (it reads
+    the file signature). 16-bit PNG goes through :func:`reduce_16bit` with ``bit_depth``; a
+    Bayer image sent as PNG (``"bayer_rggb8; png compressed "``: the raw mosaic) is demosaiced
+    as :func:`image_to_rgb` does. JPEG carries 8 bits only: a 10/12-bit camera should be sent as
+    PNG to keep its range.
+
+    Raises:
+        EncodingError: ``compressedDepth`` (a depth image, not a camera image), a codec outside
+            :data:`COMPRESSED_FORMATS`, or an original encoding outside
+            :data:`SUPPORTED_ENCODINGS`.
+        MalformedImageError: no data, or data that does not decode (corrupt or truncated).
+        ValueError: ``bit_depth`` outside 0..16.
+    """
+    fmt = str(msg.format)
+    encoding, codec, packed = _parse_format(fmt)
+    if "compresseddepth" in fmt.lower():
+        raise EncodingError(
+            fmt,
+            COMPRESSED_FORMATS,
+            what="CompressedImage format",
+            advice="This is compressed_depth_image_transport's depth encoding, not a camera "
+            "image: subscribe to the camera's '<image>/compressed' (or raw) topic instead.",
+        )
+    if codec not in ("", "jpg", *COMPRESSED_FORMATS):
+        raise EncodingError(
+            fmt,
+            COMPRESSED_FORMATS,
+            what="CompressedImage format",
+            advice="Publish with image_transport's 'compressed' plugin set to jpeg or png "
+            "(parameter '<image>.compressed.format'), or send raw images.",
+        )
+    if encoding and encoding not in SUPPORTED_ENCODINGS:
+        raise EncodingError(encoding, SUPPORTED_ENCODINGS, what="compressed input image")
+    _check_bit_depth(bit_depth)
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if data.size == 0:
+        raise MalformedImageError(
+            f"CompressedImage (format {fmt!r}) has no data: an empty message; is the camera "
+            "driver publishing before it has a frame?"
+        )
+    try:
+        pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        pixels = None
+    if pixels is None or pixels.size == 0:
+        raise MalformedImageError(
+            f"CompressedImage (format {fmt!r}): its {data.size} bytes do not decode as an image "
+            f"(first bytes {bytes(data[:8]).hex(' ')}): corrupt or truncated data, or not "
+            f"{' or '.join(COMPRESSED_FORMATS)}; check the publisher's image_transport plugin"
+        )
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise EncodingError(
+            f"{fmt} ({pixels.dtype.name} pixels)",
+            ("8-bit", "16-bit"),
+            what="CompressedImage pixel",
+            advice="Camera images are 8- or 16-bit integers; send those.",
+        )
+    if pixels.ndim == 2:
+        if encoding in _CVT_TO_RGB and encoding.startswith("bayer") and not packed:
+            return cv2.cvtColor(reduce_16bit(pixels, bit_depth), _CVT_TO_RGB[encoding])
+        return _gray_to_rgb(reduce_16bit(pixels, bit_depth))
+    if pixels.shape[2] not in (3, 4):
+        raise EncodingError(
+            f"{fmt} ({pixels.shape[2]} channels)",
+            ("1", "3", "4 channels"),
+            what="CompressedImage channel",
+        )
+    return _reorder(reduce_16bit(pixels, bit_depth), bgr=not packed.startswith("rgb"))
+
+
+def compress_image(
+    image: np.ndarray, fmt: str = "jpeg", quality: int = 95
+) -> tuple[str, np.ndarray]:
+    """Encode an image as image_transport's ``compressed`` plugin does.
+
+    Args:
+        image: (H, W, 3) uint8 RGB, (H, W) uint8 grey, or (H, W) uint16 grey (PNG only).
+        fmt: ``jpeg`` or ``png``.
+        quality: JPEG quality 1..100 (image_transport's default is 95); unused for PNG.
+
+    Returns:
+        ``(format, data)``: the CompressedImage ``format`` string (``"rgb8; jpeg compressed
+        bgr8"``, ``"mono8; png compressed "``, ...) and the encoded bytes as a uint8 array.
+    """
+    if fmt not in COMPRESSED_FORMATS:
+        raise ValueError(f"fmt must be one of {', '.join(COMPRESSED_FORMATS)}, got {fmt!r}")
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 3 and arr.dtype == np.uint8:
+        encoding, packed, pixels = "rgb8", "bgr8", np.ascontiguousarray(arr[..., ::-1])
+    elif arr.ndim == 2 and arr.dtype == np.uint8:
+        encoding, packed, pixels = "mono8", "mono8" if fmt == "jpeg" else "", arr
+    elif arr.ndim == 2 and arr.dtype == np.uint16 and fmt == "png":
+        encoding, packed, pixels = "mono16", "", arr
+    else:
+        raise ValueError(
+            f"{fmt} needs an (H, W, 3) uint8 RGB or (H, W) uint8 grey image"
+            + (" or (H, W) uint16 grey" if fmt == "png" else "")
+            + f", got {arr.dtype.name} {arr.shape}"
+        )
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if fmt == "jpeg" else []
+    ok, data = cv2.imencode("." + fmt, pixels, params)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {arr.dtype.name} {arr.shape} image as {fmt}")
+    # image_transport writes "<encoding>; png compressed " with a trailing space for grey PNG
+    return f"{encoding}; {fmt} compressed {packed}", data.reshape(-1)
 
 
 def stamp_to_ns(stamp: Time) -> int:
@@ -276,6 +551,25 @@ def array_to_image(array: np.ndarray, encoding: str, header: Header | None = Non
     msg.is_bigendian = False
     msg.step = msg.width * channels * dtype.itemsize
     msg.data = _to_byte_array(arr.astype(dtype, copy=False))
+    return msg
+
+
+def rgb_to_compressed(
+    rgb: np.ndarray, fmt: str = "jpeg", header: Header | None = None, quality: int = 95
+) -> CompressedImage:
+    """A sensor_msgs/CompressedImage of ``rgb`` as image_transport's ``compressed`` plugin
+    publishes it (see :func:`compress_image` for ``fmt``, ``quality`` and grey images).
+
+    ``header`` is stored as given; a default Header when None.
+    """
+    from sensor_msgs.msg import CompressedImage
+    from std_msgs.msg import Header
+
+    fmt_string, data = compress_image(rgb, fmt, quality)
+    msg = _new_msg(CompressedImage)
+    msg.header = header if header is not None else Header()
+    msg.format = fmt_string
+    msg.data = _to_byte_array(data)
     return msg
 
 
