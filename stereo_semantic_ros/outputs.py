@@ -112,6 +112,12 @@ def _depth(f: FrameProducts, kit: MessageKit) -> Any:
     return kit.image(f.result.depth, "32FC1", f.header)
 
 
+def _confidence(f: FrameProducts, kit: MessageKit) -> Any:
+    # unmasked: min_confidence invalidates pixels of the other outputs, while this image lets a
+    # consumer choose its own threshold (as ESS publishes its confidence map)
+    return kit.image(f.result.confidence, "32FC1", f.header)
+
+
 def _depth_info(f: FrameProducts, kit: MessageKit) -> Any:
     return None if f.left_info is None else restamped(f.left_info, f.header)
 
@@ -182,7 +188,16 @@ OUTPUTS: tuple[Output, ...] = (
         "disparity/color (rgb8, for RViz)",
         _disparity_color,
     ),
-    Output("depth", IMAGE, ("depth",), "publish_depth", "depth", _depth),
+    # image_rect + camera_info side by side: image_transport's CameraSubscriber (depth_image_proc,
+    # RViz's DepthCloud) takes the info from the image topic's namespace + "camera_info"
+    Output(
+        "depth/image_rect",
+        IMAGE,
+        ("depth",),
+        "publish_depth",
+        "depth/image_rect (32FC1 metres)",
+        _depth,
+    ),
     Output(
         "depth/camera_info",
         "sensor_msgs/msg/CameraInfo",
@@ -190,6 +205,14 @@ OUTPUTS: tuple[Output, ...] = (
         "publish_depth",
         "depth/camera_info",
         _depth_info,
+    ),
+    Output(
+        "confidence",
+        IMAGE,
+        ("confidence",),
+        "publish_confidence",
+        "confidence (32FC1, stereo confidence 0-1)",
+        _confidence,
     ),
     Output(
         "points2",

@@ -191,6 +191,7 @@ class NodeSettings:
     qos_reliability: str = "best_effort"
     publish_disparity: bool = True
     publish_depth: bool = True
+    publish_confidence: bool = True
     publish_points: bool = True
     publish_labels: bool = True
     publish_semantic_color: bool = True
