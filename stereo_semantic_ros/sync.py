@@ -41,6 +41,10 @@ until the stamps pass the old ones again.
 Callbacks run in emission order while the synchroniser's (re-entrant) lock is held, as in
 ``message_filters``: keep them short (hand the set to a worker) and do not wait in them on another
 thread that calls :meth:`Synchronizer.add`.
+
+:class:`ExternalMatcherSynchronizer` keeps the same queues, drop rules and counters but lets an
+outside matcher (``message_filters``, which reports no drops) decide which sets form: a vehicle
+with ROS installed gets ``message_filters``' matching and this module's drop accounting.
 """
 
 from __future__ import annotations
@@ -159,9 +163,7 @@ class Synchronizer:
             else:
                 self._enqueue(index, msg, stamp, events)
                 if stamp in self._queues[index]:  # not evicted straight away as the oldest
-                    match = self._match(index, stamp)
-                    if match is not None:
-                        self._emit(match, events)
+                    self._offer(index, msg, stamp, events)
             self._deliver(events)
 
     def reset(self) -> None:
@@ -172,7 +174,8 @@ class Synchronizer:
         with self._lock:
             events: list[tuple] = []
             for i, queue in enumerate(self._queues):
-                for msg in queue.values():
+                for stamp, msg in queue.items():
+                    self._release(i, stamp)
                     self._drop(events, i, msg, "reset")
                 queue.clear()
             self._last_emitted_min = None
@@ -194,7 +197,18 @@ class Synchronizer:
         queue[stamp] = msg  # an existing key keeps its place, as in message_filters
         while len(queue) > self._queue_size:
             oldest = min(queue)
+            if oldest != stamp:  # the new message itself was never offered to anyone
+                self._release(index, oldest)
             self._drop(events, index, queue.pop(oldest), "queue_overflow")
+
+    def _offer(self, index: int, msg: Any, stamp: int, events: list[tuple]) -> None:
+        """The new message is queued: emit the set it completes, if any."""
+        match = self._match(index, stamp)
+        if match is not None:
+            self._emit(match, events)
+
+    def _release(self, index: int, stamp: int) -> None:
+        """A queued message at ``stamp`` leaves without a set (hook for an outside matcher)."""
 
     def _match(self, index: int, stamp: int) -> list[int] | None:
         """Stamps (one per input) of the set completed by the new message, or None."""
@@ -231,6 +245,7 @@ class Synchronizer:
         self._last_emitted_min = oldest
         for i, queue in enumerate(self._queues):
             for s in [s for s in queue if s < oldest]:
+                self._release(i, s)
                 self._drop(events, i, queue.pop(s), "superseded")
 
     def _drop(self, events: list[tuple], index: int, msg: Any, reason: str) -> None:
@@ -244,3 +259,91 @@ class Synchronizer:
                 self._callback(*event[1])
             elif self._on_drop is not None:
                 self._on_drop(*event[1:])
+
+
+class ExternalMatcherSynchronizer(Synchronizer):
+    """:class:`Synchronizer`'s queues, drop rules and counters around a matcher that forms the sets.
+
+    The matcher (in the node: a ``message_filters`` ``TimeSynchronizer`` or
+    ``ApproximateTimeSynchronizer``) keeps queues of its own and drops silently. This class keeps
+    a mirror of them, so that every message leaving them without a set is reported:
+
+    * before a message is offered, the mirror applies the queue rule that ``message_filters``
+      applies (at most ``queue_size`` stamps, the oldest evicted, a repeated stamp replaces) and,
+      with ``newest_wins``, the stale rule. An evicted message is taken out of the matcher with
+      ``release(index, stamp)`` first (the matcher would evict the same one; doing it here keeps
+      the two from ever disagreeing) and reported; a stale one is never offered.
+    * ``offer(index, msg)`` hands the message to the matcher, which calls :meth:`matched` for each
+      set it forms before ``offer`` returns.
+    * the sets are emitted as :class:`Synchronizer` emits them; with ``newest_wins`` the queued
+      messages older than the set are released from the matcher and reported ``superseded``.
+
+    Whatever the matcher's own rules, every message then ends in exactly one set or one report.
+    With ``message_filters``' rules the sets are exactly :class:`Synchronizer`'s
+    (test_message_filters_path checks this against the real package). A set holding a message the
+    mirror does not know (a matcher whose queue rule differs) is still emitted, and counted in
+    ``stats["mirror_misses"]``.
+
+    Args:
+        offer: ``offer(index, msg)`` gives a message to the matcher.
+        release: ``release(index, stamp_ns)`` removes a queued stamp from the matcher's queue
+            ``index`` (a no-op when it is not there).
+        num_inputs, callback, queue_size, on_drop, newest_wins: as for :class:`Synchronizer`;
+            the matcher's own queue size must not be smaller than ``queue_size``.
+    """
+
+    def __init__(
+        self,
+        num_inputs: int,
+        callback: Callable[..., None],
+        *,
+        offer: Callable[[int, Any], None],
+        release: Callable[[int, int], None],
+        queue_size: int = 5,
+        on_drop: Callable[[int, Any, str], None] | None = None,
+        newest_wins: bool = True,
+    ) -> None:
+        super().__init__(
+            num_inputs, callback, queue_size=queue_size, on_drop=on_drop, newest_wins=newest_wins
+        )
+        if not callable(offer) or not callable(release):
+            raise ValueError("offer and release must be callable")
+        self._offer_to = offer
+        self._release_from = release
+        self._matched: list[tuple] = []
+        self._mirror_misses = 0
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """:attr:`Synchronizer.stats` plus ``mirror_misses`` (sets the mirror did not foresee)."""
+        with self._lock:
+            return {**super().stats, "mirror_misses": self._mirror_misses}
+
+    def matched(self, *msgs: Any) -> None:
+        """The matcher's set callback; register it with the matcher (runs inside ``offer``)."""
+        self._matched.append(msgs)
+
+    def _offer(self, index: int, msg: Any, stamp: int, events: list[tuple]) -> None:
+        self._matched = []
+        self._offer_to(index, msg)
+        sets, self._matched = self._matched, []
+        for msgs in sets:
+            stamps = [self._queued_stamp(i, m) for i, m in enumerate(msgs)]
+            if len(msgs) == self._num_inputs and None not in stamps:
+                self._emit(stamps, events)
+                continue
+            self._mirror_misses += 1
+            for queue, s in zip(self._queues, stamps, strict=False):
+                if s is not None:
+                    del queue[s]
+            self._emitted += 1
+            events.append(("set", tuple(msgs)))
+
+    def _queued_stamp(self, index: int, msg: Any) -> int | None:
+        # by identity: the matcher hands back the very objects it was offered
+        if index >= self._num_inputs:
+            return None
+        return next((s for s, m in self._queues[index].items() if m is msg), None)
+
+    def _release(self, index: int, stamp: int) -> None:
+        self._release_from(index, stamp)

@@ -2,82 +2,28 @@
 
 from __future__ import annotations
 
-import itertools
 import random
 import sys
 import threading
-from dataclasses import dataclass
 
 import pytest
+from sync_streams import (
+    MS,
+    RESET,
+    Msg,
+    Recorder,
+    ReferenceMessageFilters,
+    assert_every_message_accounted,
+    feed,
+    messy_stream,
+    random_stream,
+)
 
-from stereo_semantic_ros.sync import MESSAGE_DROP_REASONS, Synchronizer
-
-MS = 1_000_000  # nanoseconds
-
-
-@dataclass(frozen=True)
-class Msg:
-    input: int
-    stamp: int
-    tag: str = ""
-
-
-class Recorder:
-    """Collects emitted sets and drops."""
-
-    def __init__(self) -> None:
-        self.sets: list[tuple[Msg, ...]] = []
-        self.drops: list[tuple[int, Msg, str]] = []
-
-    def callback(self, *msgs: Msg) -> None:
-        self.sets.append(msgs)
-
-    def on_drop(self, index: int, msg: Msg, reason: str) -> None:
-        self.drops.append((index, msg, reason))
-
-    def make(self, num_inputs: int = 2, **kwargs) -> Synchronizer:
-        return Synchronizer(num_inputs, self.callback, on_drop=self.on_drop, **kwargs)
-
-
-def feed(sync: Synchronizer, *msgs: Msg) -> None:
-    for m in msgs:
-        sync.add(m.input, m, m.stamp)
-
-
-# -- a straightforward re-implementation of ros2/message_filters' Python synchronisers ---------
-
-
-class ReferenceMessageFilters:
-    """Mirrors TimeSynchronizer.add / ApproximateTimeSynchronizer.add of ros2/message_filters."""
-
-    def __init__(self, n: int, queue_size: int, slop_ns: int | None) -> None:
-        self.queues: list[dict[int, Msg]] = [{} for _ in range(n)]
-        self.queue_size, self.slop, self.out = queue_size, slop_ns, []
-
-    def add(self, i: int, msg: Msg, stamp: int) -> None:
-        q = self.queues[i]
-        q[stamp] = msg
-        while len(q) > self.queue_size:
-            del q[min(q)]
-        if self.slop is None:  # exact: emit every stamp common to all queues
-            for t in sorted(set.intersection(*(set(q) for q in self.queues))):
-                self.out.append(tuple(q.pop(t) for q in self.queues))
-            return
-        stamps = []
-        for j, other in enumerate(self.queues):
-            if j != i:
-                near = [(s, abs(s - stamp)) for s in other if abs(s - stamp) <= self.slop]
-                if not near:
-                    return
-                stamps.append([s for s, _ in sorted(near, key=lambda x: x[1])])
-        for vv in itertools.product(*stamps):
-            vv = list(vv)
-            vv.insert(i, stamp)
-            pairs = list(zip(self.queues, vv, strict=True))
-            if max(vv) - min(vv) < self.slop and all(t in q for q, t in pairs):
-                self.out.append(tuple(q.pop(t) for q, t in pairs))
-                break
-
+from stereo_semantic_ros.sync import (
+    MESSAGE_DROP_REASONS,
+    ExternalMatcherSynchronizer,
+    Synchronizer,
+)
 
 # -- argument checks ---------------------------------------------------------------------------
 
@@ -358,15 +304,6 @@ def test_two_threads_interleaved_every_set_emitted_exactly_once(approximate):
 # -- against message_filters' algorithm --------------------------------------------------------
 
 
-def _random_stream(rng: random.Random, n_inputs: int, frames: int, jitter_ns: int, p_missing):
-    stream = []
-    for k in range(frames):
-        for i in range(n_inputs):
-            if rng.random() >= p_missing:
-                stream.append(Msg(i, k * 40 * MS + rng.randrange(-jitter_ns, jitter_ns + 1)))
-    return stream
-
-
 @pytest.mark.parametrize("seed", range(20))
 @pytest.mark.parametrize("approximate", [False, True])
 def test_same_sets_as_message_filters_for_shuffled_streams(seed, approximate):
@@ -376,7 +313,7 @@ def test_same_sets_as_message_filters_for_shuffled_streams(seed, approximate):
     queue_size = rng.choice([1, 2, 3, 5])
     slop = 0.030
     jitter = 12 * MS if approximate else 0
-    stream = _random_stream(rng, n_inputs, 30, jitter, p_missing=0.15)
+    stream = random_stream(rng, n_inputs, 30, jitter, p_missing=0.15)
     # local shuffle: messages arrive up to a few positions out of order
     order = sorted(range(len(stream)), key=lambda j: j + rng.uniform(0, 6))
     stream = [stream[j] for j in order]
@@ -409,7 +346,7 @@ def test_same_sets_as_message_filters_and_every_message_accounted(seed, approxim
     frames = 25
     stream = []
     for k in range(frames):
-        frame = _random_stream(rng, n_inputs, 1, jitter, p_missing=0.2)
+        frame = random_stream(rng, n_inputs, 1, jitter, p_missing=0.2)
         frame = [Msg(m.input, m.stamp + k * 40 * MS) for m in frame]
         rng.shuffle(frame)
         stream += frame
@@ -434,3 +371,106 @@ def test_same_sets_as_message_filters_and_every_message_accounted(seed, approxim
     assert sum(stats[f"received_{i}"] for i in range(n_inputs)) == len(stream)
     assert sum(stats[f"dropped_{r}"] for r in MESSAGE_DROP_REASONS) == len(rec.drops)
     assert stats["emitted"] == len(rec.sets)
+
+
+# -- the accounting around an outside matcher (the message_filters path) ------------------------
+
+
+def _reference_matcher(n_inputs, queue_size, slop, approximate):
+    slop_ns = round(slop * 1e9) if approximate else None
+    return lambda on_matched: ReferenceMessageFilters(n_inputs, queue_size, slop_ns, on_matched)
+
+
+@pytest.mark.parametrize("approximate", [False, True])
+def test_ledger_around_message_filters_rules_is_the_builtin_synchroniser(approximate):
+    """Same sets, same drops (input, message, reason, order) and same counters as Synchronizer,
+    on streams with gaps, reordering, repeated stamps, stragglers and a reset; every drop
+    reason occurs somewhere in the 40 streams."""
+    reasons_seen = set()
+    for seed in range(40):
+        rng = random.Random(300 + seed)
+        n_inputs = rng.choice([2, 3, 4])
+        queue_size = rng.choice([1, 2, 3, 5])
+        slop = 0.015
+        stream = messy_stream(rng, n_inputs, 30, 6 * MS if approximate else 0)
+
+        builtin = Recorder()
+        reference = builtin.make(
+            n_inputs, queue_size=queue_size, slop=slop, approximate=approximate
+        )
+        ledger_rec = Recorder()
+        ledger, matcher = ledger_rec.make_external(
+            n_inputs,
+            _reference_matcher(n_inputs, queue_size, slop, approximate),
+            queue_size=queue_size,
+        )
+        for m in stream:
+            feed(reference, m)
+            feed(ledger, m)
+            # the matcher never holds a message the ledger has let go, nor the other way round
+            assert [set(q) for q in matcher.queues] == [set(q) for q in ledger._queues], seed
+        assert ledger_rec.sets == builtin.sets, seed
+        assert ledger_rec.drops == builtin.drops, seed
+        assert len(builtin.sets) > 0, seed
+        assert ledger.stats == {**reference.stats, "mirror_misses": 0}, seed
+        assert_every_message_accounted(stream, ledger_rec, ledger)
+        reasons_seen |= {r for _, _, r in builtin.drops}
+    assert reasons_seen == set(MESSAGE_DROP_REASONS)
+
+
+@pytest.mark.parametrize("approximate", [False, True])
+def test_ledger_reports_what_the_matcher_drops_silently(approximate):
+    """An unpaired left image: message_filters keeps it until it is evicted and says nothing;
+    the ledger reports it as soon as a newer set forms, and takes it out of the matcher."""
+    rec = Recorder()
+    sync, matcher = rec.make_external(2, _reference_matcher(2, 5, 0.005, approximate), queue_size=5)
+    lonely, a, b = Msg(0, 100 * MS), Msg(0, 200 * MS), Msg(1, 200 * MS)
+    feed(sync, lonely, a, b)
+    assert rec.sets == [(a, b)]
+    assert rec.drops == [(0, lonely, "superseded")]
+    assert matcher.queues == [{}, {}]
+    late = Msg(1, 100 * MS)  # its partner, too late: never offered to the matcher
+    feed(sync, late)
+    assert rec.drops[-1] == (1, late, "stale")
+    assert matcher.queues == [{}, {}]
+
+
+def test_ledger_reset_empties_the_matcher_and_reports_each_message():
+    rec = Recorder()
+    sync, matcher = rec.make_external(2, _reference_matcher(2, 5, 0.0, False), queue_size=5)
+    pending = [Msg(0, 100 * MS), Msg(0, 200 * MS), Msg(1, 300 * MS)]
+    feed(sync, *pending, RESET)
+    assert matcher.queues == [{}, {}]
+    assert [(i, m, r) for i, m, r in rec.drops] == [(m.input, m, "reset") for m in pending]
+    a, b = Msg(0, 10 * MS), Msg(1, 10 * MS)  # after a jump back: not stale
+    feed(sync, a, b)
+    assert rec.sets == [(a, b)]
+
+
+def test_a_set_the_mirror_did_not_foresee_is_still_emitted_and_counted():
+    """A matcher that hands back messages it was never offered (a message_filters whose rules
+    differ): nothing is lost, and stats["mirror_misses"] says the mirror went wrong."""
+
+    class Copier:
+        def __init__(self, on_matched):
+            self.on_matched = on_matched
+
+        def offer(self, index, msg):
+            if index == 1:
+                self.on_matched(Msg(0, msg.stamp, "copy"), msg)
+
+        def release(self, index, stamp):
+            pass
+
+    rec = Recorder()
+    sync, _ = rec.make_external(2, Copier, queue_size=5)
+    b = Msg(1, 100 * MS)
+    feed(sync, b)
+    assert rec.sets == [(Msg(0, 100 * MS, "copy"), b)]
+    assert sync.stats["mirror_misses"] == 1
+    assert sync.stats["emitted"] == 1
+
+
+def test_ledger_refuses_a_matcher_without_offer_or_release():
+    with pytest.raises(ValueError, match="offer and release must be callable"):
+        ExternalMatcherSynchronizer(2, print, offer=None, release=print)
