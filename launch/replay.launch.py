@@ -32,8 +32,9 @@ PARAMS_FILE = ("config", "esp_joint.yaml")
 OUTPUTS = (
     "disparity",
     "disparity/color",
-    "depth",
+    "depth/image_rect",
     "depth/camera_info",
+    "confidence",
     "points2",
     "semantic/labels",
     "semantic/color",

@@ -1,8 +1,5 @@
 """Point clouds as numpy structured arrays, laid out exactly as the published PointCloud2.
 
-The layout follows stereo_image_proc (and PCL's ``PointXYZRGB``) so RViz and PCL read the
-cloud without help, plus the semantic fields:
-
 ====== ====== ======= =============================================================
 field  offset type    meaning
 ====== ====== ======= =============================================================
@@ -10,13 +7,30 @@ x      0      float32 metres, left optical frame (x right)
 y      4      float32 metres (y down)
 z      8      float32 metres along the optical axis; NaN (all of x, y, z) = invalid
 rgb    12     float32 uint32 ``(r << 16) | (g << 8) | b`` reinterpreted as float32
-label  16     uint8   class id of the label set, 255 = unknown
-conf.  20     float32 optional: class confidence in [0, 1]
+label  16     uint32  class id of the label set, 255 = unknown
+conf.  20     float32 optional: stereo confidence in [0, 1]
 ====== ====== ======= =============================================================
 
-Bytes 17..19 are padding (kept zero) so every point is 4-byte aligned; a point is 20 bytes,
-24 with confidence. No ROS imports here: :mod:`stereo_semantic_ros.ros.conversions` turns
-these arrays into messages.
+A point is 20 bytes, 24 with confidence; no padding. No ROS imports here:
+:mod:`stereo_semantic_ros.ros.conversions` turns these arrays into messages.
+
+Who reads it, and why this layout:
+
+* x, y, z, rgb are stereo_image_proc's cloud with ``avoid_point_cloud_padding`` (16 bytes),
+  so RViz's RGB8 colour transformer and every stereo_image_proc consumer read it unchanged.
+* ``label`` is uint32 because PCL's ``pcl::PointXYZRGBL`` registers ``(std::uint32_t, label)``
+  (``common/include/pcl/impl/point_types.hpp``) and ``pcl::fromROSMsg`` maps a message field to
+  a point member only when name *and* datatype match (``FieldMatches`` in
+  ``PCLPointField.h``). A uint8 label does not match: PCL up to 1.14 (Humble, Jazzy, Kilted on
+  Ubuntu) warns "Failed to find match for field 'label'" and leaves every label 0; 1.15 casts it
+  with a warning per cloud. ``rgb`` float32 matches PCL's ``rgba`` member by PCL's own special
+  case for the name "rgb".
+* Offsets are NOT PCL's in-memory struct (x 0, y 4, z 8, padding, rgba 16, label 20, 32 bytes):
+  fromROSMsg copies by name, so any offsets work. Matching them would spare one copy per point
+  (PCL then copies the 24 mapped bytes of a point at once instead of x..z and rgb..label
+  separately) but cost 60 % more bytes on the wire (32 vs 20), and PCL's single-memcpy path
+  for a whole cloud is not taken for ``PointXYZRGBL`` either way (it needs the mapped bytes to
+  fill the whole 32-byte point).
 """
 
 from __future__ import annotations
@@ -31,13 +45,14 @@ _XYZ_RGB_LABEL = (
     ("y", "<f4", 4),
     ("z", "<f4", 8),
     ("rgb", "<f4", 12),
-    ("label", "u1", 16),
+    ("label", "<u4", 16),
 )
 _CONFIDENCE = ("confidence", "<f4", 20)
 
 
 def cloud_dtype(with_confidence: bool = False) -> np.dtype:
-    """Structured dtype of one point: 20 bytes, or 24 with the ``confidence`` field.
+    """Structured dtype of one point: 20 bytes, or 24 with the ``confidence`` field (see the
+    module docstring for the layout and why ``label`` is uint32).
 
     Little-endian whatever the host, because the message says ``is_bigendian = False``.
     """
@@ -155,13 +170,13 @@ def build_cloud(
     Args:
         xyz: (H, W, 3) float32 metres in the left optical frame; NaN where invalid.
         rgb: (H, W, 3) uint8 RGB colour of each point.
-        labels: (H, W) uint8 class ids (255 = unknown).
+        labels: (H, W) uint8 class ids (255 = unknown); stored as uint32 (PCL's label type).
         confidence: (H, W) float32 in [0, 1], or None for a cloud without that field.
         organized: True -> shape (H, W) keeping invalid (NaN) points; False -> shape (N,)
             holding only the points whose x, y and z are all finite, in row-major order.
 
     Returns:
-        Array of :func:`cloud_dtype` ``(confidence is not None)``; padding bytes are zero.
+        Array of :func:`cloud_dtype` ``(confidence is not None)``.
     """
     xyz = _check_xyz(xyz)
     h, w = xyz.shape[:2]
@@ -194,7 +209,8 @@ def build_cloud(
         def pick(a: np.ndarray) -> np.ndarray:
             return a.reshape(n, *a.shape[2:]).take(index, axis=0)
 
-    # zeros, not empty: the padding bytes go out on the wire and into bags.
+    # zeros, not empty: no byte of a message or a bag is left to chance, should the layout get
+    # padding again
     cloud = np.zeros(math.prod(shape), dtype=cloud_dtype(confidence is not None))
     pts = pick(xyz)
     cloud["x"] = pts[:, 0]

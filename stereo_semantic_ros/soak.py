@@ -686,8 +686,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--domain-id", type=int, default=DEFAULT_DOMAIN_ID)
     parser.add_argument(
         "--outputs",
-        default="disparity,depth,depth/camera_info,points2,semantic/labels,semantic/color,"
-        "disparity/color",
+        default="disparity,depth/image_rect,depth/camera_info,confidence,points2,semantic/labels,"
+        "semantic/color,disparity/color",
         help="output topics this tool subscribes to (comma list; default all)",
     )
     parser.add_argument("--out", type=Path, default=Path("out/soak"), help="soak.json, node.log")

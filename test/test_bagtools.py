@@ -338,7 +338,10 @@ def test_round_trip_every_output_topic_decodes_and_matches_the_pipeline(
         np.testing.assert_array_equal(image_pixels(disp.image), expected.disparity)
         assert disp.f == pytest.approx(sample.calib.fx) and disp.t == pytest.approx(0.54)
         assert (disp.min_disparity, disp.max_disparity) == (0.0, 16.0)
-        np.testing.assert_array_equal(image_pixels(out["/depth"]), expected.depth)
+        np.testing.assert_array_equal(image_pixels(out["/depth/image_rect"]), expected.depth)
+        confidence = out["/confidence"]
+        assert confidence.encoding == "32FC1"
+        np.testing.assert_array_equal(image_pixels(confidence), expected.confidence)
         np.testing.assert_array_equal(image_pixels(out["/semantic/labels"]), expected.labels)
 
         cloud_msg = out["/points2"]
@@ -347,7 +350,7 @@ def test_round_trip_every_output_topic_decodes_and_matches_the_pipeline(
             ("y", 4, 7, 1),
             ("z", 8, 7, 1),
             ("rgb", 12, 7, 1),
-            ("label", 16, 2, 1),
+            ("label", 16, 6, 1),  # UINT32, as pcl::PointXYZRGBL
         ]
         assert cloud_msg.point_step == cloud_dtype().itemsize == 20
         assert (cloud_msg.height, cloud_msg.width) == (H, W)

@@ -77,7 +77,7 @@ def test_node_loads_the_files_weights_and_publishes_every_output(live) -> None:
     disparity = image_array(disp_msg.image)
     valid = disparity >= 0
     assert valid.any() and disparity[valid].max() <= case.max_disparity
-    depth = image_array(out["depth"])
+    depth = image_array(out["depth/image_rect"])
     np.testing.assert_allclose(depth[valid], FX * BASELINE / disparity[valid], rtol=1e-5)
     np.testing.assert_allclose(disparity[valid], FX * BASELINE / depth[valid], rtol=1e-5)
     assert np.isnan(depth[~valid]).all()

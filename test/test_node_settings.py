@@ -74,7 +74,9 @@ def test_from_yaml_merges_wildcard_and_node_sections(tmp_path: Path) -> None:
     )
     settings = NodeSettings.from_yaml(path)
     assert settings.points_stride == 2 and settings.publish_depth is False
-    assert "depth" not in settings.enabled_topics() and "points2" in settings.enabled_topics()
+    topics = settings.enabled_topics()
+    assert "depth/image_rect" not in topics and "depth/camera_info" not in topics
+    assert "points2" in topics and "confidence" in topics
     path.write_text("other_node:\n  ros__parameters:\n    points_stride: 2\n")
     with pytest.raises(SettingsError, match="no 'stereo_semantic_node: ros__parameters:'"):
         NodeSettings.from_yaml(path)
@@ -147,6 +149,7 @@ def test_live_parameters_are_the_switches_and_output_options() -> None:
     assert LIVE_PARAMETERS == {
         "publish_disparity",
         "publish_depth",
+        "publish_confidence",
         "publish_points",
         "publish_labels",
         "publish_semantic_color",

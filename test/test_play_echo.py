@@ -67,7 +67,14 @@ def test_play_feeds_the_live_node_and_echo_reads_its_outputs(tmp_path):
     )
     echo_json = tmp_path / "echo.json"
     echo = subprocess.Popen(
-        [sys.executable, "-m", "stereo_semantic_ros.ros.echo", "--topics", "disparity", "depth"]
+        [
+            sys.executable,
+            "-m",
+            "stereo_semantic_ros.ros.echo",
+            "--topics",
+            "disparity",
+            "depth/image_rect",
+        ]
         + ["--count", "4", "--duration", "150", "--quiet", "--json", str(echo_json)],
         env=_env(),
         stdout=subprocess.PIPE,
@@ -95,7 +102,7 @@ def test_play_feeds_the_live_node_and_echo_reads_its_outputs(tmp_path):
         node.stop()
     summary = json.loads(echo_json.read_text())
     assert summary["disparity"]["messages"] >= 1, (out, node.tail())
-    assert summary["depth"]["messages"] >= 1
+    assert summary["depth/image_rect"]["messages"] >= 1
     last = summary["disparity"]["last"]
     assert round(last["stamp"] * 1e9) in stamps  # stamped with a bag frame's header
     assert last["size"] == "128x64" and last["valid_pct"] > 50

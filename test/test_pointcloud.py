@@ -1,4 +1,5 @@
-"""Point-cloud layout, colour packing and the CPU stride / range filter (no ROS needed)."""
+"""Point-cloud layout, colour packing and the CPU stride / range filter; the published cloud read
+as PCL's ``pcl::fromROSMsg`` reads it into a ``pcl::PointXYZRGBL``."""
 
 import math
 
@@ -32,7 +33,7 @@ def test_cloud_dtype_layout():
     dt = cloud_dtype(False)
     assert dt.names == ("x", "y", "z", "rgb", "label")
     assert [dt.fields[n][1] for n in dt.names] == [0, 4, 8, 12, 16]
-    assert [dt.fields[n][0] for n in dt.names] == [np.dtype("<f4")] * 4 + [np.dtype("u1")]
+    assert [dt.fields[n][0] for n in dt.names] == [np.dtype("<f4")] * 4 + [np.dtype("<u4")]
     assert dt.itemsize == 20
     dtc = cloud_dtype(True)
     assert dtc.names[-1] == "confidence"
@@ -91,8 +92,9 @@ def test_build_cloud_organized_keeps_every_pixel():
     np.testing.assert_array_equal(unpack_rgb(cloud["rgb"]), rgb)
     np.testing.assert_array_equal(cloud["label"], labels)
     assert np.isnan(cloud["z"][0, 0])
-    # padding bytes 17..19 are zero, so messages and bags are reproducible
+    # the label's upper bytes are zero (little-endian uint32 of a class id <= 255)
     raw = cloud.reshape(-1).view(np.uint8).reshape(-1, 20)
+    np.testing.assert_array_equal(raw[:, 16], labels.reshape(-1))
     assert not raw[:, 17:20].any()
 
 
@@ -108,6 +110,7 @@ def test_build_cloud_dense_drops_non_finite_points_in_row_major_order():
     np.testing.assert_array_equal(cloud["confidence"], conf[keep])
     assert np.isfinite(cloud["z"]).all()
     raw = cloud.view(np.uint8).reshape(-1, 24)
+    np.testing.assert_array_equal(raw[:, 16], labels[keep])
     assert not raw[:, 17:20].any()
 
 
@@ -172,3 +175,110 @@ def test_point_cloud_options_defaults():
     assert opts.organized is True and opts.stride == 1
     assert opts.max_depth == math.inf and opts.with_confidence is False
     assert PointCloudOptions(stride=np.int64(4), max_depth=30).stride == 4
+
+
+# --------------------------------------------------------------------------- read as PCL does
+
+# sensor_msgs/PointField datatypes
+INT8, UINT8, INT16, UINT16, INT32, UINT32, FLOAT32, FLOAT64 = range(1, 9)
+_NUMPY = {UINT8: "u1", UINT32: "<u4", FLOAT32: "<f4"}
+# pcl::PointXYZRGBL as POINT_CLOUD_REGISTER_POINT_STRUCT registers it (PCL 1.12 to 1.15,
+# common/include/pcl/impl/point_types.hpp): member name, datatype
+PCL_XYZRGBL = (("x", FLOAT32), ("y", FLOAT32), ("z", FLOAT32), ("rgba", UINT32), ("label", UINT32))
+
+
+def _pcl_matches(member: str, datatype: int, field) -> bool:
+    """PCL's FieldMatches<PointT, Tag>: name and datatype must both match (count 1); the rgba
+    member also takes a field named "rgb" of FLOAT32 or UINT32 (PCL's special case)."""
+    if field.count not in (0, 1):
+        return False
+    if member == "rgba" and field.name == "rgb":
+        return field.datatype in (FLOAT32, UINT32)
+    return field.name == member and field.datatype == datatype
+
+
+def pcl_from_ros_msg(msg) -> tuple[np.ndarray, list[str]]:
+    """The message decoded as pcl::fromROSMsg fills a PointCloud<PointXYZRGBL> (PCL <= 1.14):
+    every member that a field matches (createMapping), read at that field's offset with the
+    member's type; members without a match are left out and listed (PCL warns and keeps their
+    default, 0 for the label)."""
+    names, formats, offsets, unmatched = [], [], [], []
+    for member, datatype in PCL_XYZRGBL:
+        field = next((f for f in msg.fields if _pcl_matches(member, datatype, f)), None)
+        if field is None:
+            unmatched.append(member)
+            continue
+        names.append(member)
+        formats.append(_NUMPY[datatype])  # the member's type: PCL copies the bytes into it
+        offsets.append(field.offset)
+    dtype = np.dtype(
+        {"names": names, "formats": formats, "offsets": offsets, "itemsize": msg.point_step}
+    )
+    assert not msg.is_bigendian and msg.row_step == msg.point_step * msg.width
+    data = np.frombuffer(bytes(msg.data), dtype=dtype, count=msg.width * msg.height)
+    return data.reshape(msg.height, msg.width), unmatched
+
+
+def _rclpy_cloud_msg(cloud: np.ndarray):
+    pytest.importorskip("sensor_msgs.msg", reason="needs the ROS 2 message packages")
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import PointCloud2
+    from std_msgs.msg import Header
+
+    from stereo_semantic_ros.ros.conversions import cloud_to_msg
+
+    # through the serializer: what a subscriber (pcl_ros, a PCL node) receives
+    msg = cloud_to_msg(cloud, Header(frame_id="left_camera_optical_frame"))
+    return deserialize_message(serialize_message(msg), PointCloud2)
+
+
+def _rosbags_cloud_msg(cloud: np.ndarray):
+    from stereo_semantic_ros.bagtools import messages
+
+    return messages.cloud_msg(cloud, messages.header(5, "left_camera_optical_frame"))
+
+
+@pytest.mark.parametrize("make_msg", [_rclpy_cloud_msg, _rosbags_cloud_msg], ids=["node", "replay"])
+@pytest.mark.parametrize("with_confidence", [False, True])
+def test_pcl_from_ros_msg_reads_every_point_xyzrgbl_member(make_msg, with_confidence):
+    xyz, rgb, labels, conf = _scene()
+    labels[1, 1] = 18  # the last Cityscapes class; 255 = unknown is at [0, 0]
+    cloud = build_cloud(xyz, rgb, labels, conf if with_confidence else None)
+    msg = make_msg(cloud)
+    by_name = {f.name: (f.offset, f.datatype) for f in msg.fields}
+    assert by_name["label"] == (16, UINT32)
+    assert by_name["rgb"] == (12, FLOAT32)  # stereo_image_proc's packed colour
+    assert msg.point_step == (24 if with_confidence else 20)
+
+    points, unmatched = pcl_from_ros_msg(msg)
+    assert unmatched == []
+    assert points.shape == (4, 5)
+    np.testing.assert_array_equal(points["label"], labels.astype(np.uint32))
+    for i, axis in enumerate("xyz"):
+        np.testing.assert_array_equal(points[axis], xyz[..., i])
+    # PCL's rgba member holds 0x00RRGGBB: its b, g, r bytes are the colour
+    rgba = points["rgba"]
+    np.testing.assert_array_equal((rgba >> 16) & 0xFF, rgb[..., 0])
+    np.testing.assert_array_equal((rgba >> 8) & 0xFF, rgb[..., 1])
+    np.testing.assert_array_equal(rgba & 0xFF, rgb[..., 2])
+
+
+def test_a_uint8_label_is_what_pcl_loses():
+    """The regression this layout fixes: the same cloud with a uint8 label (the old layout)
+    leaves PCL's label member unmatched, so every label would read 0."""
+    xyz, rgb, labels, _ = _scene()
+    old = np.dtype(
+        {
+            "names": ["x", "y", "z", "rgb", "label"],
+            "formats": ["<f4", "<f4", "<f4", "<f4", "u1"],
+            "offsets": [0, 4, 8, 12, 16],
+            "itemsize": 20,
+        }
+    )
+    cloud = np.zeros(labels.shape, old)
+    for i, axis in enumerate("xyz"):
+        cloud[axis] = xyz[..., i]
+    cloud["rgb"] = pack_rgb(rgb)
+    cloud["label"] = labels
+    _, unmatched = pcl_from_ros_msg(_rosbags_cloud_msg(cloud))
+    assert unmatched == ["label"]

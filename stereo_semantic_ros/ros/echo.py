@@ -4,7 +4,7 @@
 first -- size, encoding, how much of the frame is valid, the median disparity or depth, the
 number of points -- and ends with per-topic counts and rates (and a JSON file with ``--json``).
 
-    stereo-semantic-echo [--topics disparity depth points2 semantic/labels] [--count 10]
+    stereo-semantic-echo [--topics disparity depth/image_rect points2 semantic/labels] [--count 10]
                          [--duration 30] [--json out.json]
 
 Topic names are relative like the node's, so ``--ros-args -r __ns:=/stereo`` finds a node
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 PROG = "stereo-semantic-echo"
-DEFAULT_TOPICS = ("disparity", "depth", "points2", "semantic/labels")
+DEFAULT_TOPICS = ("disparity", "depth/image_rect", "points2", "semantic/labels")
 _ENCODING_DTYPES = {"32FC1": "<f4", "mono8": "u1", "8UC1": "u1", "mono16": "<u2", "16UC1": "<u2"}
 
 
