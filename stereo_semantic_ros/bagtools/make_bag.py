@@ -14,6 +14,11 @@ topic                     type                        contents
 /ground_truth/labels      sensor_msgs/Image           mono8 train ids, 255 = unknown
 ========================= =========================== =======================================
 
+With ``--compressed jpeg|png`` the images go instead to ``/left/image_rect/compressed`` and
+``/right/image_rect/compressed`` as sensor_msgs/CompressedImage, named and filled as
+image_transport's ``compressed`` plugin publishes them (``format`` ``"rgb8; jpeg compressed
+bgr8"``), like most recorded bags; ground-truth labels stay raw (mono8 must be exact).
+
 Messages are serialised with ``rosbags`` (no ROS install needed); the metadata carries the
 message definitions and RIHS01 type hashes that ``ros2 bag`` checks. Ground-truth topics are
 only written for samples that have the ground truth.
@@ -67,6 +72,9 @@ TOPICS: dict[str, str] = {
     "gt_disparity": "/ground_truth/disparity",
     "gt_labels": "/ground_truth/labels",
 }
+COMPRESSED_SUFFIX = "/compressed"
+"""image_transport's ``compressed`` transport publishes ``<image topic>/compressed``."""
+COMPRESSED_FORMATS = ("jpeg", "png")
 GT_MIN_DISPARITY = 0.0
 GT_INVALID = -1.0
 """Ground-truth disparity of pixels without ground truth: below ``GT_MIN_DISPARITY``, as
@@ -91,6 +99,16 @@ class BagSummary:
     wall_s: float = 0.0
     width: int = 0
     height: int = 0
+    compressed: str | None = None
+
+
+def topic_for(role: str, compressed: str | None = None) -> str:
+    """The topic make-bag writes ``role`` to: :data:`TOPICS`, with ``/compressed`` appended to
+    the images when they are compressed."""
+    topic = TOPICS[role]
+    if compressed and role in ("left_image", "right_image"):
+        return topic + COMPRESSED_SUFFIX
+    return topic
 
 
 def right_frame_for(frame_id: str) -> str:
@@ -103,8 +121,12 @@ def frame_messages(
     stamp_ns: int,
     frame_id: str = DEFAULT_FRAME_ID,
     right_frame_id: str | None = None,
+    compressed: str | None = None,
 ) -> dict[str, object]:
-    """The ``rosbags`` messages of one frame, keyed by role (see :data:`TOPICS`)."""
+    """The ``rosbags`` messages of one frame, keyed by role (see :data:`TOPICS`).
+
+    ``compressed``: None for rgb8 Images, ``jpeg`` or ``png`` for CompressedImages.
+    """
     right_frame_id = right_frame_id or right_frame_for(frame_id)
     h_left = M.header(stamp_ns, frame_id)
     h_right = M.header(stamp_ns, right_frame_id)
@@ -115,9 +137,15 @@ def frame_messages(
         from dataclasses import replace
 
         calib = replace(calib, width=w, height=h)
+    if compressed:
+        left_msg = M.compressed_image_msg(sample.left, compressed, h_left)
+        right_msg = M.compressed_image_msg(sample.right, compressed, h_right)
+    else:
+        left_msg = M.image_msg(sample.left, "rgb8", h_left)
+        right_msg = M.image_msg(sample.right, "rgb8", h_right)
     msgs: dict[str, object] = {
-        "left_image": M.image_msg(sample.left, "rgb8", h_left),
-        "right_image": M.image_msg(sample.right, "rgb8", h_right),
+        "left_image": left_msg,
+        "right_image": right_msg,
         "left_info": M.camera_info_msg(calib, h_left, right=False),
         "right_info": M.camera_info_msg(calib, h_right, right=True),
     }
@@ -151,8 +179,12 @@ def write_bag(
     overwrite: bool = False,
     progress: bool = True,
     bag_version: int = 9,
+    compressed: str | None = None,
 ) -> BagSummary:
     """Write up to ``count`` samples as a rosbag2 directory at ``out``.
+
+    ``compressed``: None writes rgb8 Images; ``jpeg`` or ``png`` writes CompressedImages on
+    ``<image topic>/compressed`` instead (:func:`topic_for`).
 
     A sample that fails to load (the iterator yields None for it) is skipped and listed; its
     time slot stays empty so stamps still say ``start + i / rate``.
@@ -167,8 +199,12 @@ def write_bag(
         raise MakeBagError(f"--count must be >= 1, got {count}")
     if not frame_id or frame_id.startswith("/"):
         raise MakeBagError(f"--frame-id must be a non-empty tf frame without '/', got {frame_id!r}")
+    if compressed is not None and compressed not in COMPRESSED_FORMATS:
+        raise MakeBagError(
+            f"--compressed must be one of {', '.join(COMPRESSED_FORMATS)}, got {compressed!r}"
+        )
     out = check_output_path(out, overwrite, tool=MAKE_BAG_TOOL)
-    summary = BagSummary(path=out, storage=storage)
+    summary = BagSummary(path=out, storage=storage, compressed=compressed)
     period_ns = round(1e9 / rate_hz)
     start_ns = round(start_s * 1e9)
     t0 = time.perf_counter()
@@ -193,8 +229,9 @@ def write_bag(
                 summary.skipped.append(name)
                 continue
             stamp = start_ns + i * period_ns
-            for role, msg in frame_messages(sample, stamp, frame_id, right_frame_id).items():
-                writer.write(TOPICS[role], msg, stamp)
+            frame = frame_messages(sample, stamp, frame_id, right_frame_id, compressed)
+            for role, msg in frame.items():
+                writer.write(topic_for(role, compressed), msg, stamp)
             summary.frames += 1
             summary.height, summary.width = sample.size
             writer.commit({"frames": {"written": summary.frames, "skipped": len(summary.skipped)}})
@@ -249,8 +286,9 @@ def format_summary(summary: BagSummary) -> str:
     lines = [
         f"wrote {summary.path} ({summary.storage}, {format_size(summary.size_bytes)}) "
         f"in {summary.wall_s:.1f} s",
-        f"  {summary.frames} frames of {summary.width}x{summary.height}, "
-        f"{summary.duration_s:.2f} s of bag time",
+        f"  {summary.frames} frames of {summary.width}x{summary.height}"
+        + (f" ({summary.compressed} compressed)" if summary.compressed else "")
+        + f", {summary.duration_s:.2f} s of bag time",
     ]
     width = max((len(t) for t in summary.topic_counts), default=0)
     lines += [f"  {t:<{width}}  {n:5d} msgs" for t, n in summary.topic_counts.items()]
@@ -342,6 +380,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="make the bag of a make-bag that was killed readable, keeping every whole frame",
     )
+    p.add_argument(
+        "--compressed",
+        nargs="?",
+        const="jpeg",
+        choices=COMPRESSED_FORMATS,
+        help="write the images as sensor_msgs/CompressedImage on <image topic>/compressed, as "
+        "image_transport's compressed plugin does (jpeg when no format is given; png is "
+        "lossless); default: raw rgb8 Images",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -388,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             progress=not args.no_progress,
             bag_version=args.bag_version,
+            compressed=args.compressed,
         )
     except (ValueError, BagError) as exc:
         print(f"stereo-semantic-make-bag: error: {exc}", file=sys.stderr)

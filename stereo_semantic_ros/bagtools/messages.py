@@ -2,10 +2,11 @@
 
 Bags are written with ``rosbags`` alone (no ROS install). Two sources of messages feed them:
 
-* :func:`image_msg`, :func:`camera_info_msg`, :func:`disparity_msg`, :func:`cloud_msg` build
-  ``rosbags`` messages straight from numpy arrays (make-bag; replay builds the node's outputs
-  with them, :data:`stereo_semantic_ros.replay.loop.ROSBAGS_MESSAGES`: no rclpy needed). The
-  replay tests check that these equal, field by field, what the live node publishes;
+* :func:`image_msg`, :func:`compressed_image_msg`, :func:`camera_info_msg`,
+  :func:`disparity_msg`, :func:`cloud_msg` build ``rosbags`` messages straight from numpy
+  arrays (make-bag; replay builds the node's outputs with them,
+  :data:`stereo_semantic_ros.replay.loop.ROSBAGS_MESSAGES`: no rclpy needed). The replay tests
+  check that these equal, field by field, what the live node publishes;
 * :func:`from_rclpy` adapts an rclpy message field by field into the ``rosbags`` class of the
   same type, so :func:`serialize` gives the CDR bytes rclpy puts on the wire (tested against
   ``rclpy.serialization``).
@@ -25,10 +26,11 @@ from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
 from stereo_semantic_ros.calibration import StereoCalibration
-from stereo_semantic_ros.ros.conversions import _POINTFIELD_TYPES, ENCODING_LAYOUT
+from stereo_semantic_ros.ros.conversions import _POINTFIELD_TYPES, ENCODING_LAYOUT, compress_image
 
 #: The types this package writes or reads in bags.
 IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 DISPARITY_IMAGE = "stereo_msgs/msg/DisparityImage"
 POINT_CLOUD2 = "sensor_msgs/msg/PointCloud2"
@@ -121,6 +123,24 @@ def image_msg(array: np.ndarray, encoding: str, hdr: Any) -> Any:
         step=int(width * channels * dtype.itemsize),
         data=data.copy(),
     )
+
+
+def compressed_image_msg(array: np.ndarray, fmt: str, hdr: Any, quality: int = 95) -> Any:
+    """sensor_msgs/CompressedImage of ``array`` as image_transport's ``compressed`` plugin
+    publishes it: ``format`` ``"rgb8; jpeg compressed bgr8"`` and the like.
+
+    Args:
+        array: (H, W, 3) uint8 RGB, (H, W) uint8 grey or (H, W) uint16 grey (png only).
+        fmt: ``jpeg`` or ``png`` (see
+            :func:`~stereo_semantic_ros.ros.conversions.compress_image`).
+        hdr: a header from :func:`header`.
+        quality: JPEG quality 1..100.
+    """
+    try:
+        fmt_string, data = compress_image(array, fmt, quality)
+    except ValueError as exc:
+        raise MessageConversionError(str(exc)) from None
+    return typestore().types[COMPRESSED_IMAGE](header=hdr, format=fmt_string, data=data.copy())
 
 
 def camera_info_msg(calib: StereoCalibration, hdr: Any, right: bool = False) -> Any:

@@ -63,7 +63,11 @@ from stereo_semantic_ros.bagtools.bagio import (
 )
 from stereo_semantic_ros.bagtools.recovery import repair_main
 from stereo_semantic_ros.pipeline import StereoPipeline
-from stereo_semantic_ros.replay.bag_input import check_input_topics, messages_until_damage
+from stereo_semantic_ros.replay.bag_input import (
+    check_input_topics,
+    messages_until_damage,
+    resolve_image_topics,
+)
 from stereo_semantic_ros.replay.loop import ReplayRun
 from stereo_semantic_ros.replay.options import (
     EXIT_NOTHING_PROCESSED,
@@ -102,6 +106,7 @@ def run_replay(options: ReplayOptions, pipeline: StereoPipeline | None = None) -
     bag = Path(options.bag)
     reader = open_bag(bag)
     try:
+        options.topics = resolve_image_topics(reader, options.topics)
         available = check_input_topics(reader, options.topics, bag)
         out = check_output_path(options.out, options.overwrite, tool=REPLAY_TOOL, inputs=[bag])
         if pipeline is None:

@@ -29,6 +29,10 @@ EXIT_NOTHING_PROCESSED = 3
 EXIT_STRICT_FAILED = 4
 """Exit code of a ``--strict`` replay in which a frame failed."""
 GT_ROLES = ("gt_disparity", "gt_labels")
+IMAGE_TRANSPORTS = ("auto", "raw", "compressed")
+"""How replay reads the image topics: ``raw`` sensor_msgs/Image on the named topic,
+``compressed`` sensor_msgs/CompressedImage on ``<topic>/compressed`` (image_transport's name),
+``auto`` (default) the named topic whatever it holds of the two, else ``<topic>/compressed``."""
 DEFAULT_WEIGHTS = "esp_joint_mixed.pt"
 """The shipped weights (in the package's models/), used by the demo."""
 
@@ -39,7 +43,13 @@ class ReplayError(ValueError):
 
 @dataclass(frozen=True)
 class ReplayTopics:
-    """Topic names in the input bag (fully qualified; relative names get a leading '/')."""
+    """Topic names in the input bag (fully qualified; relative names get a leading '/').
+
+    ``left_image`` / ``right_image`` name the image topics as the node's remappings do (the raw
+    topic, ``/left/image_rect``); with ``image_transport`` ``compressed`` (or ``auto`` and no
+    raw topic in the bag) replay reads ``<topic>/compressed``:
+    :func:`~stereo_semantic_ros.replay.bag_input.resolve_image_topics` gives the topics read.
+    """
 
     left_image: str = BAG_TOPICS["left_image"]
     right_image: str = BAG_TOPICS["right_image"]
@@ -47,10 +57,16 @@ class ReplayTopics:
     right_info: str = BAG_TOPICS["right_info"]
     gt_disparity: str = BAG_TOPICS["gt_disparity"]
     gt_labels: str = BAG_TOPICS["gt_labels"]
+    image_transport: str = "auto"
 
     def __post_init__(self) -> None:
         for role in INPUT_ROLES + GT_ROLES:
             object.__setattr__(self, role, normalize_topic(getattr(self, role)))
+        if self.image_transport not in IMAGE_TRANSPORTS:
+            raise ReplayError(
+                f"image transport must be one of {', '.join(IMAGE_TRANSPORTS)}, got "
+                f"{self.image_transport!r}"
+            )
 
     def inputs(self) -> tuple[str, str, str, str]:
         return (self.left_image, self.right_image, self.left_info, self.right_info)
@@ -204,6 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="frames to save as PNG previews, spread over the bag (default: 3)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--image-transport",
+        choices=IMAGE_TRANSPORTS,
+        default="auto",
+        help="raw: sensor_msgs/Image on --left-image/--right-image; compressed: "
+        "sensor_msgs/CompressedImage (JPEG/PNG) on <topic>/compressed, as image_transport names "
+        "it; auto (default): the named topic if the bag has it (Image or CompressedImage), else "
+        "<topic>/compressed",
+    )
     for role, flag in (
         ("left_image", "--left-image"),
         ("right_image", "--right-image"),
@@ -241,7 +266,10 @@ def options_from_args(args: argparse.Namespace) -> ReplayOptions:
         / "replay"
         / (args.bag.stem if args.bag.suffix in (".mcap", ".db3") else args.bag.name)
     )
-    topics = ReplayTopics(**{role: getattr(args, role) for role in INPUT_ROLES + GT_ROLES})
+    topics = ReplayTopics(
+        **{role: getattr(args, role) for role in INPUT_ROLES + GT_ROLES},
+        image_transport=args.image_transport,
+    )
     return ReplayOptions(
         bag=args.bag,
         out=out,

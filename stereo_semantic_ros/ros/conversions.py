@@ -151,13 +151,12 @@ class EncodingError(ValueError):
         self,
         encoding: str,
         supported: tuple[str, ...] = SUPPORTED_ENCODINGS,
-        what: str = "image",
+        what: str = "image encoding",
         advice: str = "Convert the stream (e.g. with image_proc) or publish one of these.",
     ) -> None:
         self.encoding = encoding
         super().__init__(
-            f"unsupported {what} encoding {encoding!r}; supported: {', '.join(supported)}. "
-            + advice
+            f"unsupported {what} {encoding!r}; supported: {', '.join(supported)}. " + advice
         )
 
 
@@ -247,7 +246,7 @@ def image_to_rgb(msg: Image | CompressedImage, bit_depth: int = 0) -> np.ndarray
         return compressed_to_rgb(msg, bit_depth)
     encoding = msg.encoding
     if encoding not in SUPPORTED_ENCODINGS:
-        raise EncodingError(encoding, SUPPORTED_ENCODINGS, what="input image")
+        raise EncodingError(encoding, SUPPORTED_ENCODINGS, what="input image encoding")
     _check_bit_depth(bit_depth)
     pixels = image_to_array(msg)
     if encoding == "rgb8" and pixels.flags.c_contiguous:
@@ -388,7 +387,7 @@ def compressed_to_rgb(msg: CompressedImage, bit_depth: int = 0) -> np.ndarray:
             "(parameter '<image>.compressed.format'), or send raw images.",
         )
     if encoding and encoding not in SUPPORTED_ENCODINGS:
-        raise EncodingError(encoding, SUPPORTED_ENCODINGS, what="compressed input image")
+        raise EncodingError(encoding, SUPPORTED_ENCODINGS, what="compressed input image encoding")
     _check_bit_depth(bit_depth)
     data = np.frombuffer(msg.data, dtype=np.uint8)
     if data.size == 0:
@@ -410,7 +409,7 @@ def compressed_to_rgb(msg: CompressedImage, bit_depth: int = 0) -> np.ndarray:
         raise EncodingError(
             f"{fmt} ({pixels.dtype.name} pixels)",
             ("8-bit", "16-bit"),
-            what="CompressedImage pixel",
+            what="CompressedImage pixel type",
             advice="Camera images are 8- or 16-bit integers; send those.",
         )
     if pixels.ndim == 2:
@@ -421,7 +420,7 @@ def compressed_to_rgb(msg: CompressedImage, bit_depth: int = 0) -> np.ndarray:
         raise EncodingError(
             f"{fmt} ({pixels.shape[2]} channels)",
             ("1", "3", "4 channels"),
-            what="CompressedImage channel",
+            what="CompressedImage channel count",
         )
     return _reorder(reduce_16bit(pixels, bit_depth), bgr=not packed.startswith("rgb"))
 
@@ -529,7 +528,7 @@ def array_to_image(array: np.ndarray, encoding: str, header: Header | None = Non
     from std_msgs.msg import Header
 
     if encoding not in ENCODING_LAYOUT:
-        raise EncodingError(encoding, ARRAY_ENCODINGS, what="output image")
+        raise EncodingError(encoding, ARRAY_ENCODINGS, what="output image encoding")
     dtype, channels = ENCODING_LAYOUT[encoding]
     arr = np.asarray(array)
     expected_ndim = 2 if channels == 1 else 3
