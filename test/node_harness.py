@@ -218,7 +218,7 @@ def make_frame(
     elif encoding == "mono8":
         left_px, right_px = rgb[..., 1], right_rgb[..., 1]
         rgb = np.repeat(left_px[..., None], 3, axis=2)
-    else:  # an encoding the node must refuse; 2 bytes per pixel like yuv422
+    else:  # an encoding the node must refuse (nv21: 4:2:0, which cv_bridge does not convert)
         left_px, right_px = rgb[..., :2], right_rgb[..., :2]
     return Frame(
         stamp_ns=stamp_ns,

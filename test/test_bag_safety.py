@@ -497,7 +497,7 @@ def test_strict_fails_when_any_frame_failed(
     work: Path, samples: list, params: Path, capsys: pytest.CaptureFixture
 ) -> None:
     def yuv(msg: Any) -> Any:
-        return replace(msg, encoding="yuv422")
+        return replace(msg, encoding="nv21")
 
     bag = write_frames(work / "in_one_bad", samples, mutate={(2, "left_image"): yuv})
     assert replay_main(replay_args(bag, work / "out_lenient", params)) == 0

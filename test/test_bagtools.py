@@ -503,7 +503,7 @@ def test_bad_encoding_and_zero_baseline_fail_their_frame_only(
     work: Path, samples: list, params: Path, pipeline: StereoPipeline
 ) -> None:
     def yuv(msg: Any) -> Any:
-        return replace(msg, encoding="yuv422")
+        return replace(msg, encoding="nv21")
 
     def zero_baseline(msg: Any) -> Any:
         p = msg.p.copy()
@@ -518,7 +518,7 @@ def test_bad_encoding_and_zero_baseline_fail_their_frame_only(
     assert f["paired"] == N and f["processed"] == N - 2
     assert f["failed"]["bad_encoding"] == 1 and f["failed"]["bad_calibration"] == 1
     details = {d["reason"]: d["detail"] for d in report["drops"]}
-    assert "yuv422" in details["bad_encoding"]
+    assert "nv21" in details["bad_encoding"]
     assert "baseline" in details["bad_calibration"]
     statuses = [p["status"] for p in report["per_frame"]]
     assert sorted(statuses) == ["bad_calibration", "bad_encoding", "ok", "ok"]

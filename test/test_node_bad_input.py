@@ -90,8 +90,8 @@ BAD_INPUTS: dict[str, tuple[Callable[[int], Frame], tuple[str, ...], Any]] = {
         None,
     ),
     "bad_encoding": (
-        lambda stamp: make_frame(stamp, encoding="yuv422"),
-        ("left/image_rect", "yuv422", "supported: rgb8"),
+        lambda stamp: make_frame(stamp, encoding="nv21"),
+        ("left/image_rect", "nv21", "supported: rgb8"),
         None,
     ),
     "bad_calibration": (

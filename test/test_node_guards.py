@@ -227,7 +227,7 @@ def test_received_equals_published_plus_dropped(live: Live) -> None:
         20,
         "the frame_id mismatch to be processed",
     )
-    send(make_frame(driver.next_stamp(), encoding="yuv422"))  # bad_encoding
+    send(make_frame(driver.next_stamp(), encoding="nv21"))  # bad_encoding
     driver.wait_for(
         lambda: (
             int(driver.fresh_diagnostics()["dropped_bad_encoding"])

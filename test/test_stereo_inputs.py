@@ -39,7 +39,7 @@ def _truncated(frame: Frame) -> Frame:
 @pytest.mark.parametrize(
     ("frame", "reason", "words"),
     [
-        (make_frame(5, encoding="yuv422"), "bad_encoding", "left/image_rect: unsupported"),
+        (make_frame(5, encoding="nv21"), "bad_encoding", "left/image_rect: unsupported"),
         (_truncated(make_frame(5)), "malformed_image", "right/image_rect: rgb8 image 64x32"),
         (make_frame(5, right_width=60), "size_mismatch", "64x32 but right image is 60x32"),
         (_info_size(make_frame(5)), "size_mismatch", "left/camera_info describes 640x320"),
