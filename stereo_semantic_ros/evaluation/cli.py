@@ -1,7 +1,8 @@
 """``stereo-semantic-eval``: our network (through the shared pipeline) and OpenCV StereoSGBM on
 a data split; prints the headline (or two-view benchmark) table and writes ``metrics.json``
 (full precision), ``metrics.md`` (figures rounded to 2 decimals) and one tiled PNG per pictured
-sample.
+sample; with ``--confidence-curve`` also the network's confidence-vs-error curve
+(``confidence_curve.csv`` and ``.png``, :mod:`stereo_semantic_ros.evaluation.confidence`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from stereo_semantic_ros.evaluation.baselines import (
     SgbmBaseline,
     SgbmFilledBaseline,
     disparity_range_for,
+)
+from stereo_semantic_ros.evaluation.confidence import (
+    ConfidenceCurve,
+    choose_threshold,
+    plot_curves,
+    summary_table,
 )
 from stereo_semantic_ros.evaluation.predictors import PipelinePredictor, Predictor
 from stereo_semantic_ros.evaluation.report import (
@@ -178,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
         "ground-truth disparity (and, for two-view data, ndisp - 1) rounded up to a multiple "
         "of 16 (found by a first pass over the split, which this option skips)",
     )
+    parser.add_argument(
+        "--confidence-curve",
+        action="store_true",
+        help="also measure the network's confidence against its error: for min_confidence "
+        "0, 0.01, ..., 1 the density (%% of ground-truth pixels kept) and EPE / bad-1/2/3 of the "
+        "kept pixels; writes confidence_curve.csv and confidence_curve.png",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -208,7 +222,7 @@ def _run(args: argparse.Namespace) -> int:
     except DatasetError as exc:  # DatasetUseError included
         raise _UsageError(str(exc)) from exc
     pipeline, weights_path = _build_pipeline(args)
-    ours = PipelinePredictor(pipeline)
+    ours = PipelinePredictor(pipeline, confidence=args.confidence_curve)
     label_set = CITYSCAPES_19  # every loader yields Cityscapes-19 train ids
     if tuple(pipeline.label_set.names) != tuple(label_set.names):
         raise _UsageError(
@@ -268,6 +282,7 @@ def _run(args: argparse.Namespace) -> int:
             if name in report["methods"]:
                 report["methods"][name]["info"]["disparity_range_source"] = sgbm_range_source
     report["command"] = " ".join(["stereo-semantic-eval", *_argv_of(args)])
+    curves = _confidence_curves(report, out, f"{args.data}: {weights_path or 'untrained'}")
 
     json_path = out / "metrics.json"
     md_path = out / "metrics.md"
@@ -286,7 +301,41 @@ def _run(args: argparse.Namespace) -> int:
     print(f"table:    {md_path}")
     for p in report["pictures"]:
         print(f"picture:  {p}")
+    if curves:
+        print()
+        print(summary_table(curves, CURVE_TABLE_THRESHOLDS))
+        print(f"curve:    {out / CURVE_CSV}, {out / CURVE_PNG}")
     return 0
+
+
+CURVE_CSV, CURVE_PNG = "confidence_curve.csv", "confidence_curve.png"
+CURVE_TABLE_THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def _confidence_curves(report: dict[str, Any], out: Path, title: str) -> dict[str, Any]:
+    """Writes the confidence curves of the report's methods (ours only) to ``out`` and puts
+    their headline rows in the report instead of the accumulators; returns the curves."""
+    curves: dict[str, ConfidenceCurve] = {}
+    for name, method in report["methods"].items():
+        curve = method.pop("confidence_curve", None)
+        if curve is None:
+            continue
+        curves[name] = curve
+        chosen = choose_threshold(curve, 90.0)
+        method["confidence_curve"] = {
+            "csv": str(out / CURVE_CSV),
+            "png": str(out / CURVE_PNG),
+            "rows": {f"{t:.2f}": curve.at(t) for t in (*CURVE_TABLE_THRESHOLDS, chosen)},
+            "largest_threshold_with_density_90": chosen,
+        }
+    if not curves:
+        return {}
+    if len(curves) > 1:  # one network per run today; keep the file name for the one curve
+        raise RuntimeError(f"one confidence curve per run, got {sorted(curves)}")
+    ((name, curve),) = curves.items()
+    curve.to_csv(out / CURVE_CSV)
+    plot_curves(curves, out / CURVE_PNG, marks={name: choose_threshold(curve, 90.0)}, title=title)
+    return curves
 
 
 def _build_pipeline(args: argparse.Namespace) -> tuple[StereoPipeline, Path | None]:

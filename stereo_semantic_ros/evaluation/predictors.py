@@ -27,10 +27,13 @@ class Prediction:
             "no answer". None if the predictor does not estimate disparity.
         labels: (H, W) integer train ids of the evaluation label set (255 = no answer), or
             None if the predictor has no semantics.
+        confidence: (H, W) stereo confidence in [0, 1] of an unmasked ``disparity``, or None
+            (only asked for by ``--confidence-curve``).
     """
 
     disparity: np.ndarray | None
     labels: np.ndarray | None = None
+    confidence: np.ndarray | None = None
 
 
 @runtime_checkable
@@ -53,19 +56,24 @@ class PipelinePredictor:
         pipeline: a loaded pipeline (``StereoPipeline.from_checkpoint``).
         name: row name in the report.
         min_confidence: passed to ``StereoPipeline.run``; 0 keeps every pixel (dense output).
+        confidence: also return the stereo confidence (for the confidence-vs-error curve).
     """
 
     def __init__(
-        self, pipeline: StereoPipeline, *, name: str = "ours", min_confidence: float = 0.0
+        self,
+        pipeline: StereoPipeline,
+        *,
+        name: str = "ours",
+        min_confidence: float = 0.0,
+        confidence: bool = False,
     ) -> None:
         self.pipeline = pipeline
         self.name = name
         self.min_confidence = float(min_confidence)
-        self._outputs = tuple(
-            out
-            for out, task in (("disparity", "disparity"), ("labels", "segmentation"))
-            if task in pipeline.tasks
-        )
+        wanted = (("disparity", "disparity"), ("labels", "segmentation"))
+        if confidence:
+            wanted += (("confidence", "disparity"),)
+        self._outputs = tuple(out for out, task in wanted if task in pipeline.tasks)
 
     @property
     def label_set(self) -> LabelSet:
@@ -92,4 +100,4 @@ class PipelinePredictor:
             outputs=self._outputs,
             min_confidence=self.min_confidence,
         )
-        return Prediction(disparity=result.disparity, labels=result.labels)
+        return Prediction(result.disparity, result.labels, result.confidence)

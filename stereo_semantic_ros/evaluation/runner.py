@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from stereo_semantic_ros.datasets.sample import StereoSample
+from stereo_semantic_ros.evaluation.confidence import ConfidenceCurve
 from stereo_semantic_ros.evaluation.pictures import picture_disparity_range, sample_picture
 from stereo_semantic_ros.evaluation.predictors import Prediction, Predictor
 from stereo_semantic_ros.evaluation.scorer import GroundTruth, Scorer
@@ -46,6 +47,16 @@ class _MethodState:
         self.predictor = predictor
         self.scorer = Scorer(label_set, max_depth=max_depth, benchmark=True)
         self.times_ms: list[float] = []
+        self.confidence_curve: ConfidenceCurve | None = None  # predictors that give confidence
+
+    def update(self, sample: StereoSample, pred: Prediction, truth: GroundTruth) -> None:
+        self.scorer.update(sample.calib, pred, truth)
+        if pred.confidence is not None and pred.disparity is not None and truth.has_disparity:
+            if self.confidence_curve is None:
+                self.confidence_curve = ConfidenceCurve()
+            self.confidence_curve.update(
+                pred.disparity, pred.confidence, truth.disparity, truth.valid
+            )
 
     def summary(self) -> dict[str, Any]:
         scores = self.scorer.summary()
@@ -64,6 +75,7 @@ class _MethodState:
                 "n": len(times),
             },
             "info": dict(getattr(self.predictor, "info", {}) or {}),
+            "confidence_curve": self.confidence_curve,
         }
 
 
@@ -141,7 +153,9 @@ def evaluate(
         :func:`~stereo_semantic_ros.metrics.disparity_metrics` (px and %), ``density`` (%),
         ``segmentation`` as :meth:`ConfusionMatrix.to_dict` (fractions; None without labels),
         ``depth`` as :func:`~stereo_semantic_ros.metrics.depth_metrics`, ``runtime_ms``
-        ``{"mean", "median", "min", "max", "n"}`` and ``info``. A sample that fails to load
+        ``{"mean", "median", "min", "max", "n"}``, ``info`` and ``confidence_curve`` (a
+        :class:`~stereo_semantic_ros.evaluation.confidence.ConfidenceCurve` for a predictor
+        whose predictions carry a confidence, else None). A sample that fails to load
         or to be processed by any predictor is skipped for all of them and listed.
     """
     predictors = [predictor] if isinstance(predictor, Predictor) else list(predictor)
@@ -192,7 +206,7 @@ def evaluate(
                 truth = GroundTruth.of_sample(sample)
                 # Update only once every predictor has succeeded, so all rows share the split.
                 for p in predictors:
-                    states[p.name].scorer.update(sample.calib, preds[p.name], truth)
+                    states[p.name].update(sample, preds[p.name], truth)
                     states[p.name].times_ms.append(times[p.name])
             except _SAMPLE_ERRORS as exc:
                 skipped.append({"name": name, "reason": f"{type(exc).__name__}: {exc}"})
