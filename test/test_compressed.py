@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
@@ -193,6 +195,9 @@ def test_unsupported_formats_name_what_to_do() -> None:
         EncodingError, match=r"format 'h264'; supported: jpeg, png.*'compressed' plugin"
     ):
         compressed_to_rgb(cmsg("h264", np.ones(10, np.uint8)))
+    hdr = encoded(".hdr", np.ones((4, 4, 3), np.float32))  # imdecode reads it: float pixels
+    with pytest.raises(EncodingError, match=r"pixel type 'png \(float32 pixels\)'.*8- or 16-bit"):
+        compressed_to_rgb(cmsg("png", hdr))
     with pytest.raises(EncodingError, match=r"'32FC1'.*supported: rgb8"):
         compressed_to_rgb(cmsg("32FC1; png compressed ", encoded(".png", SMOOTH)))
 
@@ -401,3 +406,75 @@ def test_image_transport_option_resolves_and_refuses(bags: dict) -> None:
         reader.close()
     with pytest.raises(ValueError, match="image transport must be one of auto, raw, compressed"):
         ReplayTopics(image_transport="theora")
+
+
+# --------------------------------------------------------------------------------- fuzzing
+
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+FORMATS = (
+    "rgb8; jpeg compressed bgr8",
+    "rgb8; png compressed bgr8",
+    "mono16; png compressed ",
+    "bayer_rggb8; png compressed ",
+    "jpeg",
+    "png",
+    "",
+    "16UC1; compressedDepth png",
+    "rgb8; tiff compressed bgr8",
+    "yuv422; png compressed ",
+)
+# what imdecode reads besides JPEG and PNG (it goes by the file signature, not by `format`),
+# including float pixels (Radiance HDR, PFM) a camera image never has
+OTHER_CODECS = (".bmp", ".ppm", ".pgm", ".tiff", ".webp", ".hdr", ".pfm")
+
+
+@st.composite
+def payloads(draw: st.DrawFn) -> np.ndarray:
+    h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    channels = draw(st.sampled_from([1, 3, 4]))
+    ext = draw(st.sampled_from((".png", ".jpg", *OTHER_CODECS)))
+    dtype = draw(st.sampled_from([np.uint8, np.uint16, np.float32]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    pixels = (rng.random((h, w, channels)) * 255).astype(dtype)
+    ok, data = False, None
+    try:
+        ok, data = cv2.imencode(ext, pixels if channels > 1 else pixels[..., 0])
+    except cv2.error:
+        pass
+    data = data.reshape(-1) if ok else np.frombuffer(draw(st.binary(max_size=64)), np.uint8)
+    damage = draw(st.sampled_from(["none", "none", "truncate", "flip", "garbage"]))
+    data = data.copy()
+    if damage == "truncate" and data.size:
+        data = data[: draw(st.integers(0, data.size - 1))]
+    elif damage == "flip" and data.size:
+        for _ in range(draw(st.integers(1, 8))):
+            data[draw(st.integers(0, data.size - 1))] ^= draw(st.integers(1, 255))
+    elif damage == "garbage":
+        data = np.frombuffer(draw(st.binary(max_size=200)), np.uint8)
+    return data
+
+
+@FUZZ
+@given(
+    data=payloads(),
+    fmt=st.one_of(st.sampled_from(FORMATS), st.text(max_size=30)),
+    bit_depth=st.sampled_from([0, 8, 12, 16]),
+)
+def test_any_compressed_payload_decodes_or_raises_a_documented_error(
+    data: np.ndarray, fmt: str, bit_depth: int
+) -> None:
+    try:
+        rgb = compressed_to_rgb(cmsg(fmt, data), bit_depth)
+    except (EncodingError, MalformedImageError) as exc:
+        assert str(exc)
+        event(type(exc).__name__)
+        return
+    event("decoded")
+    assert rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8
+    assert rgb.shape[0] > 0 and rgb.shape[1] > 0 and rgb.flags.c_contiguous

@@ -416,11 +416,12 @@ def compressed_to_rgb(msg: CompressedImage, bit_depth: int = 0) -> np.ndarray:
         if encoding in _CVT_TO_RGB and encoding.startswith("bayer") and not packed:
             return cv2.cvtColor(reduce_16bit(pixels, bit_depth), _CVT_TO_RGB[encoding])
         return _gray_to_rgb(reduce_16bit(pixels, bit_depth))
-    if pixels.shape[2] not in (3, 4):
+    if pixels.ndim != 3 or pixels.shape[2] not in (3, 4):
         raise EncodingError(
-            f"{fmt} ({pixels.shape[2]} channels)",
+            f"{fmt} (pixels of shape {pixels.shape})",
             ("1", "3", "4 channels"),
             what="CompressedImage channel count",
+            advice="Send grey, BGR or BGRA images.",
         )
     return _reorder(reduce_16bit(pixels, bit_depth), bgr=not packed.startswith("rgb"))
 
