@@ -273,7 +273,7 @@ def reduce_16bit(values: np.ndarray, bit_depth: int = 0) -> np.ndarray:
     stated depth are clipped to 255; a depth below 8 shifts left):
 
     * ``bit_depth`` 1..16: the sensor's bit depth, the same mapping on every frame (16 gives
-      cv_bridge's ``>> 8``);
+      ``>> 8``, cv_bridge's mapping up to rounding);
     * ``bit_depth`` 0 (auto): the bit length of this image's maximum, at least 8: a 12-bit
       image whose brightest pixel is 4000 is shifted by 4, one that already fits 0..255 is
       kept as it is. The mapping is per image, so a frame that is darker by more than a factor of
