@@ -46,6 +46,7 @@ setup(
     entry_points={
         "console_scripts": [
             "stereo_semantic_node = stereo_semantic_ros.ros.node:main",
+            "stereo_semantic_lifecycle_node = stereo_semantic_ros.ros.lifecycle_node:main",
             "stereo-semantic-bench = stereo_semantic_ros.bench:main",
             "stereo-semantic-soak = stereo_semantic_ros.soak:main",
             "stereo-semantic-demo = stereo_semantic_ros.demo:main",

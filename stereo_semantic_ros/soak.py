@@ -336,8 +336,10 @@ class Driver:
             self.received.messages += 1
 
     def _on_diagnostics(self, msg: Any) -> None:
+        from stereo_semantic_ros.frames.diagnostics import is_node_status
+
         for status in msg.status:
-            if status.name.startswith(NODE_NAME):
+            if is_node_status(status.name, NODE_NAME):
                 values = {kv.key: kv.value for kv in status.values}
                 values["_message"] = status.message
                 with self._lock:

@@ -32,6 +32,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
+from stereo_semantic_ros.frames.diagnostics import is_node_status
 from stereo_semantic_ros.outputs import OUTPUTS
 from stereo_semantic_ros.ros.outputs import message_type
 from stereo_semantic_ros.soak import interrupt_then_kill
@@ -80,6 +81,8 @@ class NodeProcess:
         params_file: the installed config/ file the node starts with.
         untrained: override it to a tiny untrained network (``MAX_DISPARITY``, no weights);
             False runs the file's own weights.
+        executable: the installed console script (``stereo_semantic_lifecycle_node`` for the
+            lifecycle variant).
     """
 
     def __init__(
@@ -91,8 +94,9 @@ class NodeProcess:
         extra_args: Iterable[str] = (),
         params_file: str = "esp_joint.yaml",
         untrained: bool = True,
+        executable: str = NODE,
     ) -> None:
-        self.executable = prefix / "lib" / PACKAGE / NODE
+        self.executable = prefix / "lib" / PACKAGE / executable
         first_line = self.executable.read_text().splitlines()[0]
         assert first_line == f"#!{sys.executable}", (
             f"{self.executable} would run {first_line!r}, not this venv's {sys.executable}"
@@ -264,7 +268,7 @@ def cloud_array(msg: PointCloud2) -> np.ndarray:
 def diagnostic_values(array: DiagnosticArray) -> dict[str, str] | None:
     """Key/values of the node's status in a DiagnosticArray, or None if it is not there."""
     for status in array.status:
-        if status.name.startswith(NODE):
+        if is_node_status(status.name, NODE):
             return {kv.key: kv.value for kv in status.values} | {
                 "_level": str(status.level[0] if isinstance(status.level, bytes) else status.level),
                 "_message": status.message,

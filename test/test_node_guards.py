@@ -1,6 +1,6 @@
 """The live node's guards: non-finite output, the input bound, OOM, frame ids, totals that add up.
 
-The node runs in this process (its own rclpy context on domain 72) so that a test can put a real
+The node runs in this process (its own rclpy context on domain 114) so that a test can put a real
 torch module around its network: one that writes a NaN into the disparity for one frame, or
 raises torch's out-of-memory error for one frame as a GPU's caching allocator does (CI has no
 GPU, so this stands in for one). Everything else is real: the :class:`node_harness.Driver`
@@ -25,7 +25,7 @@ from spoilt_networks import OutOfMemoryOnce, Spoiled
 
 from stereo_semantic_ros.ros.node import StereoSemanticNode
 
-DOMAIN_ID = 72
+DOMAIN_ID = 114
 BOUND = 64 * 32  # max_input_pixels: the harness's 64x32 frames fit, 128x64 ones do not
 
 
@@ -144,7 +144,7 @@ def _drop_once(live: Live, bad: Frame, reason: str, *words: str) -> dict[str, st
 
 
 def test_non_finite_network_output_is_never_published(live: Live) -> None:
-    pipeline = live.node.node._pipeline
+    pipeline = live.node.node.runtime.pipeline
     network = pipeline.model
     pipeline.model = Spoiled(network, "disparity", math.nan)  # NaN in one pixel, one frame
     try:
@@ -158,7 +158,7 @@ def test_non_finite_network_output_is_never_published(live: Live) -> None:
 
 
 def test_out_of_memory_drops_the_frame_and_the_node_goes_on(live: Live) -> None:
-    pipeline = live.node.node._pipeline
+    pipeline = live.node.node.runtime.pipeline
     network = pipeline.model
     # stands in for a GPU running out of memory (CI has none): torch's own OOM error
     pipeline.model = OutOfMemoryOnce(network)
@@ -267,7 +267,7 @@ def test_downscale_policy_publishes_the_large_frame_at_full_size(
 ) -> None:
     # a domain of its own: the module's live node may still be up on DOMAIN_ID, and its
     # subscriptions would count twice (and it would answer the big frame too)
-    for live in _live(DOMAIN_ID + 16, max_input_pixels=BOUND, oversize_policy="downscale"):
+    for live in _live(DOMAIN_ID + 1, max_input_pixels=BOUND, oversize_policy="downscale"):
         live.capfd = capfd
         driver = live.driver
         mark = live.mark()

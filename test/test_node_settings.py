@@ -97,6 +97,8 @@ def test_from_yaml_merges_wildcard_and_node_sections(tmp_path: Path) -> None:
         ("points_stride", True, "must be a finite int"),
         ("min_confidence", 1.5, "within [0, 1]"),
         ("qos_reliability", "system_default", "best_effort, reliable"),
+        ("image_transport", "theora", "image_transport must be one of raw, compressed"),
+        ("mono16_bit_depth", 17, "within [0, 16]"),
         ("label_set", "ade20k", "unknown label set 'ade20k'"),
         ("weights", "no_such_file.pt", "not found: neither"),
         ("architecture", "resnet", "architecture must be one of corr_mtl, esp_joint, hybridnet,"),
@@ -129,6 +131,35 @@ def test_implemented_architectures_are_accepted() -> None:
     assert set(ARCHITECTURES) == set(list_models()) >= {"esp_joint", "corr_mtl", "hybridnet"}
     for architecture in ("esp_joint", "corr_mtl", "hybridnet"):
         assert check_value("architecture", architecture) == architecture
+
+
+def test_stereo_image_procs_names_set_our_parameters(tmp_path: Path) -> None:
+    """A params file ported from stereo_image_proc keeps its meaning (replay reads it too)."""
+    path = tmp_path / "ported.yaml"
+    path.write_text(
+        "/**:\n  ros__parameters:\n    approximate_sync: true\n"
+        "    approximate_sync_tolerance_seconds: 0.05\n    use_system_default_qos: true\n"
+        "    image_transport: compressed\n    queue_size: 10\n"
+    )
+    settings = NodeSettings.from_yaml(path)
+    assert settings.sync_slop == 0.05 and settings.qos_reliability == "reliable"
+    assert settings.image_transport == "compressed" and settings.queue_size == 10
+    assert NodeSettings.from_parameters({"use_system_default_qos": False}).qos_reliability == (
+        "best_effort"
+    )
+    # both names with the same meaning is fine; with different ones, refused naming both
+    same = {"approximate_sync_tolerance_seconds": 0.05, "sync_slop": 0.05}
+    assert NodeSettings.from_parameters(same).sync_slop == 0.05
+    with pytest.raises(SettingsError) as info:
+        NodeSettings.from_parameters({"approximate_sync_tolerance_seconds": 0.05, "sync_slop": 0.2})
+    assert "approximate_sync_tolerance_seconds (stereo_image_proc's name for sync_slop)" in str(
+        info.value
+    )
+    assert "keep only sync_slop" in str(info.value)
+    with pytest.raises(SettingsError, match="use_system_default_qos must be true or false"):
+        NodeSettings.from_parameters({"use_system_default_qos": "yes"})
+    with pytest.raises(SettingsError, match="sync_slop must be within"):
+        NodeSettings.from_parameters({"approximate_sync_tolerance_seconds": 11.0})
 
 
 def test_approximate_sync_needs_a_slop() -> None:

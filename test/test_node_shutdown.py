@@ -18,8 +18,8 @@ ARGS = ["--ros-args", "-p", "weights:=''", "-p", "max_disparity:=16", "-p", "dev
 @pytest.fixture(autouse=True)
 def _local_dds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    monkeypatch.setenv("ROS_DOMAIN_ID", "87")
-    assert os.environ["ROS_DOMAIN_ID"] == "87"
+    monkeypatch.setenv("ROS_DOMAIN_ID", "116")
+    assert os.environ["ROS_DOMAIN_ID"] == "116"
 
 
 def test_ctrl_c_during_spin_is_a_clean_exit(monkeypatch: pytest.MonkeyPatch) -> None:

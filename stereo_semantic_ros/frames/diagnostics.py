@@ -1,5 +1,7 @@
 """The ``/diagnostics`` status of the node (and of replay, which writes the same keys), as data.
 
+The status is named after the node's fully qualified name (:func:`status_name`, as
+diagnostic_updater does), so two cameras' nodes in two namespaces report apart.
 :class:`DiagnosticsReporter` turns a run's counters into a level, a message and the key/value
 list; the live node wraps it in diagnostic_msgs (rclpy), replay in ``rosbags`` messages. Keys:
 
@@ -23,6 +25,23 @@ from stereo_semantic_ros.ros.settings import NodeSettings, disparity_range
 
 OK, WARN, ERROR = 0, 1, 2
 """diagnostic_msgs/DiagnosticStatus levels."""
+
+STATUS_TASK = "stereo pipeline"
+"""The part of the status name after the node's name."""
+
+
+def status_name(node_name: str) -> str:
+    """``"<fully qualified node name>: stereo pipeline"``, e.g. ``"/left_cam/stereo_semantic_node:
+    stereo pipeline"``."""
+    return f"{node_name}: {STATUS_TASK}"
+
+
+def is_node_status(name: str, node_name: str) -> bool:
+    """Whether a status ``name`` is the one of a node called ``node_name`` (without namespace),
+    in any namespace (``/a/b/node: ...``) or none (replay's ``node: ...``)."""
+    node, sep, task = name.partition(": ")
+    return bool(sep) and task == STATUS_TASK and node.rsplit("/", 1)[-1] == node_name
+
 
 #: latency key -> the diagnostics' key prefix
 LATENCY_DIAGNOSTIC_KEYS = {

@@ -81,7 +81,9 @@ def process_set(
     """
     stamp = stamp_to_ns(left.header.stamp)
     try:
-        left_rgb, right_rgb, calib = decode_stereo_inputs(left, right, left_info, right_info)
+        left_rgb, right_rgb, calib = decode_stereo_inputs(
+            left, right, left_info, right_info, bit_depth=settings.mono16_bit_depth
+        )
     except RejectedFrameError as exc:
         return _failed(stamp, exc.reason, str(exc))
     # after decoding: an unreadable image or calibration is the more useful reason to report

@@ -13,7 +13,7 @@ does). Both back ends create and destroy their subscriptions on :meth:`connect` 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -56,8 +56,10 @@ class _InputSync:
         queue_size: int,
         on_message: OnMessage,
         on_set: OnSet,
+        inputs: Sequence[tuple[str, type]] = INPUTS,
     ) -> None:
         self._node = node
+        self._inputs = tuple(inputs)  # (topic, type) per input, in INPUTS order
         self._qos = qos
         self._approximate = approximate
         self._slop = slop
@@ -120,7 +122,7 @@ class BuiltinInputSync(_InputSync):
                 self._qos,
                 qos_overriding_options=QoSOverridingOptions.with_default_policies(),
             )
-            for index, (topic, msg_type) in enumerate(INPUTS)
+            for index, (topic, msg_type) in enumerate(self._inputs)
         ]
 
     def reset(self) -> None:
@@ -217,7 +219,7 @@ class MessageFiltersInputSync(_InputSync):
             slop=self._slop,
         )
         subs = []
-        for index, (topic, msg_type) in enumerate(INPUTS):
+        for index, (topic, msg_type) in enumerate(self._inputs):
             sub = message_filters.Subscriber(
                 self._node,
                 msg_type,
@@ -291,6 +293,7 @@ def create_input_sync(
     on_set: OnSet,
     on_drop: OnDrop,
     prefer_message_filters: bool = True,
+    inputs: Sequence[tuple[str, type]] = INPUTS,
 ) -> BuiltinInputSync | MessageFiltersInputSync:
     """The input subscriptions + synchroniser (not yet connected).
 
@@ -304,6 +307,9 @@ def create_input_sync(
             without a set, on both back ends (reasons:
             :data:`stereo_semantic_ros.sync.MESSAGE_DROP_REASONS`).
         prefer_message_filters: False forces the built-in synchroniser.
+        inputs: (topic, type) of the four subscriptions, in :data:`INPUTS` order (the node's
+            ``image_transport: compressed`` subscribes to CompressedImage on
+            ``<image>/compressed``).
     """
     kwargs: dict[str, Any] = {
         "approximate": approximate,
@@ -311,6 +317,7 @@ def create_input_sync(
         "queue_size": queue_size,
         "on_message": on_message,
         "on_set": on_set,
+        "inputs": inputs,
     }
     unusable = message_filters_usable() if prefer_message_filters else "not preferred"
     if not unusable:

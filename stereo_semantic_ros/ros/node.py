@@ -1,14 +1,18 @@
 """``stereo_semantic_node``: the ROS 2 shell around the shared ``StereoPipeline``.
 
 Topics, QoS and parameters follow design.md (and stereo_image_proc): four synchronised inputs
-(``left|right/image_rect``, ``left|right/camera_info``, sensor-data QoS), seven outputs (reliable,
-depth 1) declared in the output table (:mod:`stereo_semantic_ros.outputs`), and ``/diagnostics``
+(``left|right/image_rect``, or ``.../compressed`` with ``image_transport: compressed``;
+``left|right/camera_info``; sensor-data QoS), the outputs of the output table
+(:mod:`stereo_semantic_ros.outputs`; reliable, depth :data:`OUTPUT_DEPTH`), and ``/diagnostics``
 at 1 Hz. The algorithm lives in the pipeline and what happens to a frame in the frame library
 (:mod:`stereo_semantic_ros.frames`, shared with rosbag replay); this file only moves messages in
-and out:
+and out. It has two shells over the same pieces: :class:`StereoSemanticNode` (the default; sets
+everything up in its constructor) and the lifecycle node
+(:mod:`stereo_semantic_ros.ros.lifecycle_node`), both made of :class:`NodeParameters` (declared
+at construction) and a :class:`NodeRuntime` (configure .. cleanup):
 
-* Input subscriptions exist only while an enabled output has a subscriber (connected on the
-  publishers' *matched* events, checked again every second).
+* Input subscriptions exist only while the runtime is active and an enabled output has a
+  subscriber (connected on the publishers' *matched* events, checked again every second).
 * Synchronised sets go into a single-slot mailbox; an inference worker thread takes the newest
   set, so callbacks never wait for the network. A set replaced before the worker took it is
   dropped as ``busy``.
@@ -20,8 +24,7 @@ and out:
   ``frames_received`` (:class:`~stereo_semantic_ros.frames.stats.FrameLedger`), so that
   ``frames_received == frames_published + dropped_total + skipped_no_subscribers +
   frames_in_flight`` in every /diagnostics message (in flight: queued in the synchroniser, in
-  the mailbox or in the worker; 0 once the inputs are quiet, except with ``message_filters``,
-  whose silent drops stay in flight).
+  the mailbox or in the worker; 0 once the inputs are quiet).
 * Nothing is published for a frame whose network output is not finite (``non_finite_output``,
   diagnostics ERROR), that exceeds ``max_input_pixels`` (``too_large``; or it is downscaled with
   ``oversize_policy: downscale``) or that runs out of memory (``out_of_memory``; the CUDA cache is
@@ -31,11 +34,13 @@ and out:
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import threading
 import time
 import traceback
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,10 +69,10 @@ from rclpy.qos import (
 )
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.utilities import remove_ros_args
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from stereo_semantic_ros.checkpoint import CheckpointError
-from stereo_semantic_ros.frames.diagnostics import DiagnosticsReporter, FrameCounts
+from stereo_semantic_ros.frames.diagnostics import DiagnosticsReporter, FrameCounts, status_name
 from stereo_semantic_ros.frames.inputs import IMAGES, INPUT_TOPICS, Input
 from stereo_semantic_ros.frames.stamps import BUSY_DETAIL, JUMP_BACK_NS, Mailbox, SetStamps
 from stereo_semantic_ros.frames.stats import (
@@ -81,16 +86,21 @@ from stereo_semantic_ros.frames.stats import (
 from stereo_semantic_ros.frames.step import process_set
 from stereo_semantic_ros.frames.sync_drops import SyncDropClassifier
 from stereo_semantic_ros.outputs import OUTPUTS
+from stereo_semantic_ros.pipeline import StereoPipeline
 from stereo_semantic_ros.ros.conversions import stamp_to_ns
 from stereo_semantic_ros.ros.input_sync import create_input_sync
 from stereo_semantic_ros.ros.outputs import RCLPY_MESSAGES, message_type
 from stereo_semantic_ros.ros.settings import (
+    ALIAS_BY_NAME,
+    ALIASES,
     LIVE_PARAMETERS,
     NODE_NAME,
     PARAMETERS,
     SPECS,
     NodeSettings,
+    ParameterAlias,
     SettingsError,
+    alias_conflict,
     check_value,
 )
 
@@ -100,6 +110,33 @@ LOG_THROTTLE_S = 5.0
 """At most one log line per drop reason (and per warning kind) in this many seconds."""
 NO_SET_WARN_S = 2.0
 """Warn when images arrive but no synchronised set has formed for this long."""
+WORKER_JOIN_S = 10.0
+"""How long cleanup / shutdown waits for a frame still in inference."""
+
+OUTPUT_DEPTH = 5
+"""History depth of the output publishers (reliable, volatile; ``qos_overrides`` still apply).
+
+Not stereo_image_proc's (and design.md's) depth 1, which loses frames to a reliable subscriber
+that keeps up: measured with test/measure_output_qos.py (every output subscribed, 640x480,
+the node on the CPU) a subscriber got 5-10 of 11 published frames per topic at depth 1 and all
+of them at depth 5; publishing the same seven messages back to back between two plain rclpy
+processes over Fast DDS, 17-28 of 30 per topic arrived at depth 1 (2 Hz, also at 0.5 Hz),
+25-30 at depth 2 and 3, all 30 at depth 5 (and all 50 at 10 Hz). One topic alone, or small
+messages, lost nothing at depth 1. Why: a burst of large outputs overflows the receiver's
+transport buffers (UDP and shared memory alike), so some samples are lost on their first
+sending, together with the heartbeat sent after them. The reliable protocol resends a sample
+only once the reader learns it is missing, from the writer's next heartbeat: Fast DDS's
+periodic one comes every 3 s, the next piggy-backed one with the same topic's next sample. At
+depth 1 that next sample has already replaced the missing one in the publisher's history, and
+the heartbeat announces only the new one, so the old one is gone for good (with a 20 ms
+heartbeat period depth 1 lost nothing, which confirms it). At depth N the last N frames stay
+resendable. The cost is memory on the publisher side only for topics that are published, i.e.
+have subscribers: up to N frames of each (about 5 x 11 MB for all outputs of a 640x480 frame).
+"""
+
+DEACTIVATED_DETAIL = (
+    "the node was deactivated (lifecycle) before this frame's outputs were published. Frame dropped"
+)
 
 
 def input_qos(reliability: str) -> QoSProfile:
@@ -117,12 +154,12 @@ def input_qos(reliability: str) -> QoSProfile:
 
 
 def output_qos() -> QoSProfile:
-    """Reliable, keep last 1, volatile. A new profile per publisher: rclpy applies a topic's
-    ``qos_overrides`` parameters to the profile it is given, in place, so a shared one would
-    carry one topic's override to every publisher created after it."""
+    """Reliable, keep last :data:`OUTPUT_DEPTH`, volatile. A new profile per publisher: rclpy
+    applies a topic's ``qos_overrides`` parameters to the profile it is given, in place, so a
+    shared one would carry one topic's override to every publisher created after it."""
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
-        depth=1,
+        depth=OUTPUT_DEPTH,
         reliability=ReliabilityPolicy.RELIABLE,
         durability=DurabilityPolicy.VOLATILE,
     )
@@ -131,31 +168,195 @@ def output_qos() -> QoSProfile:
 DIAGNOSTICS_QOS = QoSProfile(depth=10)  # as diagnostic_updater
 
 
+def input_topics(image_transport: str) -> tuple[tuple[str, type], ...]:
+    """(relative topic, message type) of the four inputs, indexed by :class:`Input`.
+
+    ``compressed``: the images as sensor_msgs/CompressedImage on ``<image>/compressed``, the
+    topic image_transport's ``compressed`` plugin publishes; camera_infos are unchanged.
+    """
+    compressed = image_transport == "compressed"
+    return tuple(
+        (f"{topic}/compressed", CompressedImage)
+        if compressed and index in IMAGES
+        else (topic, Image if index in IMAGES else CameraInfo)
+        for index, topic in zip(Input, INPUT_TOPICS)
+    )
+
+
 @dataclass
 class _FrameSet:
     """One synchronised input set waiting for the worker."""
 
-    left: Image
-    right: Image
+    left: Any  # Image or CompressedImage
+    right: Any
     left_info: CameraInfo
     right_info: CameraInfo
     stamp_ns: int
     received: float  # time.monotonic() when the left image arrived
 
 
-class StereoSemanticNode(Node):
-    """Synchronises a rectified stereo pair, runs the pipeline on a worker, publishes outputs.
+# ---------------------------------------------------------------------------------- parameters
 
-    Raises (from the constructor): :class:`SettingsError`, ``CheckpointError`` or rclpy's
-    ``ParameterException`` when a parameter is refused at start-up.
+
+class NodeParameters:
+    """The node's parameters on an rclpy node, plain or lifecycle.
+
+    Declares every :data:`~stereo_semantic_ros.ros.settings.PARAMETERS` entry with its
+    description and range; start-up parameters ``read_only`` (rclpy refuses a change at run time
+    with "Trying to set a read-only parameter", and rqt shows them as fixed). stereo_image_proc's
+    names (:data:`~stereo_semantic_ros.ros.settings.ALIASES`) are declared too, read_only, and
+    set their target parameter: ``approximate_sync_tolerance_seconds: 0.05`` in a ported params
+    file runs with ``sync_slop`` 0.05. Every value is checked with
+    :func:`~stereo_semantic_ros.ros.settings.check_value` (a bad one is refused with a reason);
+    live changes replace :attr:`settings` and are handed to :attr:`on_change`.
+
+    Raises (from the constructor): :class:`SettingsError` for a refused value, or an alias and
+    its target both given with different values.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **kwargs)
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._refusal = ""  # reason of the last value refused by _validate
+        self._ready = False
+        self.on_change: Callable[[NodeSettings], None] | None = None
+        # validate before anything is declared, apply live ones after a set
+        node.add_on_set_parameters_callback(self._validate)
+        node.add_post_set_parameters_callback(self._apply)
+        aliased = self._declare_aliases()
+        self._declare_parameters(aliased)
+        self.settings = self._read()  # replaced whole on a live change
+        self._ready = True
+
+    def _declare(self, name: str, default: Any, descriptor: ParameterDescriptor) -> Any:
+        self._refusal = ""
+        try:
+            return self._node.declare_parameter(name, default, descriptor).value
+        except InvalidParameterValueException as exc:
+            # rclpy's text wraps our reason; say it plainly (range refusals are rclpy's own)
+            raise SettingsError(self._refusal or str(exc)) from None
+
+    def _declare_aliases(self) -> dict[str, tuple[ParameterAlias, Any, Any]]:
+        """Declare stereo_image_proc's names; ``{target: (alias, its value, target value)}``
+        for those given."""
+        aliased = {}
+        for alias in ALIASES:
+            descriptor = ParameterDescriptor(
+                description=alias.description, read_only=True, dynamic_typing=True
+            )
+            value = self._declare(alias.name, None, descriptor)  # None: not given
+            if value is not None:
+                aliased[alias.target] = (alias, value, alias.target_value(value))
+        return aliased
+
+    def _declare_parameters(self, aliased: dict[str, tuple[ParameterAlias, Any, Any]]) -> None:
+        defaults = NodeSettings()
+        for spec in PARAMETERS:
+            default = getattr(defaults, spec.name)
+            descriptor = ParameterDescriptor(
+                description=spec.description
+                + ("" if spec.live else " (start-up, read only: restart the node to change it)"),
+                read_only=not spec.live,
+            )
+            if spec.choices:
+                descriptor.additional_constraints = "one of: " + ", ".join(spec.choices)
+            if spec.limits is not None:
+                lo, hi, step = spec.limits
+                if isinstance(default, int) and not isinstance(default, bool):
+                    descriptor.integer_range = [
+                        IntegerRange(from_value=int(lo), to_value=int(hi), step=int(step))
+                    ]
+                else:
+                    descriptor.floating_point_range = [
+                        FloatingPointRange(from_value=float(lo), to_value=float(hi), step=step)
+                    ]
+            given = aliased.get(spec.name)
+            if given is None:
+                self._declare(spec.name, default, descriptor)
+                continue
+            # the alias's value is the default: our own name, if given too, must agree with it
+            alias, alias_value, target_value = given
+            value = self._declare(spec.name, target_value, descriptor)
+            if check_value(spec.name, value) != target_value:
+                raise SettingsError(alias_conflict(alias, alias_value, value))
+            self._node.get_logger().info(
+                f"{alias.name}: {alias_value!r} (stereo_image_proc's name) sets "
+                f"{spec.name}: {target_value!r}"
+            )
+
+    def _read(self) -> NodeSettings:
+        return NodeSettings.from_parameters(
+            {name: self._node.get_parameter(name).value for name in SPECS}
+        )
+
+    def _validate(self, params: list[Parameter]) -> SetParametersResult:
+        """Refuses bad values with a reason (start-up ones never get here once declared:
+        rclpy refuses read-only parameters first)."""
+        for param in params:
+            alias = ALIAS_BY_NAME.get(param.name)
+            try:
+                if param.name in SPECS:
+                    check_value(param.name, param.value)
+                elif alias is not None and param.value is not None:
+                    alias.target_value(param.value)
+            except SettingsError as exc:
+                self._refusal = str(exc)
+                return SetParametersResult(successful=False, reason=self._refusal)
+            # use_sim_time and rclpy's qos_overrides.* are not ours to judge
+        return SetParametersResult(successful=True)
+
+    def _apply(self, params: list[Parameter]) -> None:
+        if not self._ready or not any(p.name in LIVE_PARAMETERS for p in params):
+            return
+        old, self.settings = self.settings, self._read()
+        for param in params:
+            if param.name in LIVE_PARAMETERS and getattr(old, param.name) != getattr(
+                self.settings, param.name
+            ):
+                self._node.get_logger().info(f"parameter {param.name} set to {param.value!r}")
+        if self.on_change is not None:
+            self.on_change(self.settings)
+
+
+# ---------------------------------------------------------------------------------- runtime
+
+
+class NodeRuntime:
+    """What the node runs from configure to cleanup, on any rclpy node.
+
+    The constructor (lifecycle: *configure*) loads the network and creates the output
+    publishers, /diagnostics with its 1 Hz timer, the (unconnected) input subscriptions and the
+    inference worker. :meth:`activate` lets the inputs connect (while an output has a
+    subscriber); :meth:`deactivate` disconnects them and publishes nothing more (a frame still in
+    inference is dropped as ``input_reset``); :meth:`destroy` (*cleanup*) stops the worker,
+    destroys what the constructor created and frees the network and its GPU memory.
+
+    Args:
+        node: the rclpy node everything is created on.
+        settings: the parameters at configure time (live ones change with
+            :meth:`update_settings`).
+        create_publisher, destroy_publisher: the node's (lifecycle) publisher functions for the
+            outputs; ``create_publisher(msg_type, topic, qos, **kwargs)``.
+
+    Raises (from the constructor): :class:`SettingsError` or ``CheckpointError`` when the
+    weights cannot be used.
+    """
+
+    def __init__(
+        self,
+        node: Node,
+        settings: NodeSettings,
+        create_publisher: Callable[..., Any],
+        destroy_publisher: Callable[[Any], Any],
+    ) -> None:
+        self._node = node
+        self._destroy_publisher = destroy_publisher
+        self._settings = settings
 
         # -- processing state
-        self._started = False
+        self._ready = False  # set last: callbacks before then find nothing to do
+        self._active = False
         self._stopping = False
+        self._publish_lock = threading.Lock()  # deactivate waits for a frame being published
         self._mailbox: Mailbox[_FrameSet] = Mailbox()
         self._drops = DropCounter(self._log, throttle_s=LOG_THROTTLE_S)
         self._warn_throttle = Throttle(LOG_THROTTLE_S)
@@ -170,41 +371,37 @@ class StereoSemanticNode(Node):
         self._published = 0
         self._skipped_no_subscribers = 0
         self._reporter = DiagnosticsReporter()
-        self._refusal = ""  # reason of the last value refused by _validate_parameters
+        self._inputs_spec = input_topics(settings.image_transport)
+        self._input_names = [topic for topic, _ in self._inputs_spec]
         # per input: monotonic time and stamp of the last message, recent stamps
         self._rx_time: list[float | None] = [None] * len(INPUT_TOPICS)
         self._rx_stamp: list[int | None] = [None] * len(INPUT_TOPICS)
         self._left_rx: OrderedDict[int, float] = OrderedDict()  # left stamp -> arrival
         self._unpaired_since: float | None = None  # first image after the last set
-
-        # -- parameters: validate before anything is declared, apply live ones after a set
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
-        self._declare_parameters()
-        self._settings = self._read_settings()  # replaced whole on a live change
-        settings = self._settings
         self._drop_classifier = SyncDropClassifier(
-            INPUT_TOPICS,
+            self._input_names,
             self._drop,
             approximate=settings.approximate_sync,
             slop=settings.sync_slop,
             queue_size=settings.queue_size,
         )
-        self._pipeline = settings.build_pipeline()
+        self.pipeline: StereoPipeline | None = settings.build_pipeline()
         self._log_startup()
 
         # -- publications
         self._pubs = {
-            output.topic: self._create_output(message_type(output.msgtype), output.topic)
+            output.topic: self._create_output(
+                create_publisher, message_type(output.msgtype), output.topic
+            )
             for output in OUTPUTS
         }
-        self._diagnostics_pub = self.create_publisher(
+        self._diagnostics_pub = node.create_publisher(
             DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS
         )
 
-        # -- subscriptions (connected while an enabled output has a subscriber)
+        # -- subscriptions (connected while active and an enabled output has a subscriber)
         self._inputs = create_input_sync(
-            self,
+            node,
             input_qos(settings.qos_reliability),
             approximate=settings.approximate_sync,
             slop=settings.sync_slop,
@@ -212,8 +409,9 @@ class StereoSemanticNode(Node):
             on_message=self._on_input,
             on_set=self._on_set,
             on_drop=self._on_sync_drop,
+            inputs=self._inputs_spec,
         )
-        self._jump_handle = self.get_clock().create_jump_callback(
+        self._jump_handle = node.get_clock().create_jump_callback(
             JumpThreshold(
                 min_forward=None,
                 min_backward=Duration(nanoseconds=-JUMP_BACK_NS),
@@ -228,113 +426,116 @@ class StereoSemanticNode(Node):
         )
         self._worker.start()
         # steady clock: diagnostics keep coming while a simulation is paused
-        self._timer = self.create_timer(
+        self._timer = node.create_timer(
             1.0, self._on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME)
         )
-        self._started = True
+        self._ready = True
+
+    # ------------------------------------------------------------------ states
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def activate(self) -> None:
+        """Process frames: subscribe to the inputs while an output has a subscriber."""
+        self._active = True
         self._update_input_connection()
 
-    # ------------------------------------------------------------------ parameters
+    def deactivate(self) -> None:
+        """Publish nothing more and unsubscribe from the inputs; the network stays loaded."""
+        with self._publish_lock:  # a frame being published finishes first
+            self._active = False
+        if self._inputs.connected:
+            self._reset_cause = "the node was deactivated"
+            self._inputs.disconnect()
+            self._node.get_logger().info("deactivated: inputs unsubscribed")
 
-    def _declare_parameters(self) -> None:
-        defaults = NodeSettings()
-        for spec in PARAMETERS:
-            default = getattr(defaults, spec.name)
-            descriptor = ParameterDescriptor(
-                description=spec.description
-                + ("" if spec.live else " (start-up only: restart the node to change it)")
+    def update_settings(self, settings: NodeSettings) -> None:
+        """A live parameter changed: the next frame uses ``settings``."""
+        self._settings = settings
+        self._update_input_connection()
+
+    def destroy(self) -> None:
+        """Stop the worker, destroy the node's entities made here, free the network."""
+        with self._publish_lock:
+            self._active = False
+        self._stopping = True  # from here on nothing is counted or logged per frame
+        self._mailbox.close()
+        if self._worker.is_alive():
+            self._worker.join(timeout=WORKER_JOIN_S)
+        node = self._node
+        if self._ready:
+            self._inputs.disconnect()
+            node.destroy_timer(self._timer)
+            self._jump_handle.unregister()
+            for pub in self._pubs.values():
+                self._destroy_publisher(pub)
+            node.destroy_publisher(self._diagnostics_pub)
+            self._ready = False
+        self._release_network()
+
+    def _release_network(self) -> None:
+        pipeline, self.pipeline = self.pipeline, None
+        if pipeline is None:
+            return
+        cuda = pipeline.device.type == "cuda"
+        before = torch.cuda.memory_allocated(pipeline.device) if cuda else 0
+        del pipeline
+        if self._worker.is_alive():
+            self._node.get_logger().warning(
+                f"a frame is still in inference after {WORKER_JOIN_S:g} s: the network is "
+                "freed once it ends"
             )
-            if spec.choices:
-                descriptor.additional_constraints = "one of: " + ", ".join(spec.choices)
-            if spec.limits is not None:
-                lo, hi, step = spec.limits
-                if isinstance(default, int):
-                    descriptor.integer_range = [
-                        IntegerRange(from_value=int(lo), to_value=int(hi), step=int(step))
-                    ]
-                else:
-                    descriptor.floating_point_range = [
-                        FloatingPointRange(from_value=float(lo), to_value=float(hi), step=step)
-                    ]
-            self._refusal = ""
-            try:
-                self.declare_parameter(spec.name, default, descriptor)
-            except InvalidParameterValueException as exc:
-                # rclpy's text wraps our reason; say it plainly (range refusals are rclpy's own)
-                raise SettingsError(self._refusal or str(exc)) from None
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+            after = torch.cuda.memory_allocated()
+            self._node.get_logger().info(
+                f"network released: CUDA memory allocated {before / 2**20:.1f} -> "
+                f"{after / 2**20:.1f} MiB"
+            )
+        else:
+            self._node.get_logger().info("network released")
 
-    def _read_settings(self) -> NodeSettings:
-        return NodeSettings.from_parameters(
-            {name: self.get_parameter(name).value for name in SPECS}
-        )
-
-    def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        """Refuses bad values, and start-up parameters once running, with a reason."""
-        for param in params:
-            if param.name not in SPECS:
-                continue  # use_sim_time and rclpy's qos_overrides.* are not ours to judge
-            if self._started and param.name not in LIVE_PARAMETERS:
-                current = self.get_parameter(param.name).value
-                if param.value != current:
-                    return SetParametersResult(
-                        successful=False,
-                        reason=(
-                            f"restart the node to change {param.name}: it is read only at "
-                            f"start-up (running with {current!r})"
-                        ),
-                    )
-            try:
-                check_value(param.name, param.value)
-            except SettingsError as exc:
-                self._refusal = str(exc)
-                return SetParametersResult(successful=False, reason=self._refusal)
-        return SetParametersResult(successful=True)
-
-    def _apply_parameters(self, params: list[Parameter]) -> None:
-        if not self._started:
-            return
-        changed = [p for p in params if p.name in LIVE_PARAMETERS]
-        if not changed:
-            return
-        old, self._settings = self._settings, self._read_settings()
-        for param in changed:
-            if getattr(old, param.name) != getattr(self._settings, param.name):
-                self.get_logger().info(f"parameter {param.name} set to {param.value!r}")
-        self._update_input_connection()
+    # ------------------------------------------------------------------ start-up log
 
     def _log_startup(self) -> None:
-        settings, pipe = self._settings, self._pipeline
+        settings, pipe = self._settings, self.pipeline
+        assert pipe is not None
         precision = pipe.precision
         if pipe.precision != pipe.requested_precision:
             precision += f" ({pipe.requested_precision} requested; the CPU runs fp32)"
         weights = settings.weights_path()
-        self.get_logger().info(
+        self._node.get_logger().info(
             f"architecture {settings.architecture}, weights {weights or 'none (untrained)'}, "
-            f"device {self._device_name()}, precision {precision}, max_disparity "
+            f"device {self.device_name()}, precision {precision}, max_disparity "
             f"{pipe.max_disparity} px, label set {pipe.label_set.name} "
             f"({pipe.label_set.num_classes} classes), input_scale {settings.input_scale:g}, "
             f"input bound {pipe.input_bound.describe()}, sync {settings.sync_description()}, "
-            f"inputs {settings.qos_reliability}"
+            f"inputs {settings.qos_reliability}, image_transport {settings.image_transport}"
         )
         if weights is None:
-            self.get_logger().warning(
+            self._node.get_logger().warning(
                 "weights is '': running an UNTRAINED network with random weights, every output "
                 "is meaningless; set weights to a checkpoint (a file name in the package's "
                 "models/ or an absolute path) for real results"
             )
 
-    def _device_name(self) -> str:
-        device = self._pipeline.device
+    def device_name(self) -> str:
+        if self.pipeline is None:
+            return "none (released)"
+        device = self.pipeline.device
         if device.type == "cuda":
             return f"{device} ({torch.cuda.get_device_name(device)})"
         return str(device)
 
     # ------------------------------------------------------------------ connection
 
-    def _create_output(self, msg_type: type, topic: str) -> Any:
+    def _create_output(self, create: Callable[..., Any], msg_type: type, topic: str) -> Any:
         options = QoSOverridingOptions.with_default_policies()
         try:
-            return self.create_publisher(
+            return create(
                 msg_type,
                 topic,
                 output_qos(),
@@ -343,9 +544,7 @@ class StereoSemanticNode(Node):
             )
         except UnsupportedEventTypeError:
             # rmw without matched events: the 1 Hz timer notices new subscribers instead
-            return self.create_publisher(
-                msg_type, topic, output_qos(), qos_overriding_options=options
-            )
+            return create(msg_type, topic, output_qos(), qos_overriding_options=options)
 
     def _on_output_matched(self, _info: Any) -> None:
         self._update_input_connection()
@@ -355,24 +554,26 @@ class StereoSemanticNode(Node):
         return [t for t in settings.enabled_topics() if self._pubs[t].get_subscription_count()]
 
     def _update_input_connection(self) -> None:
-        """Subscribe to the inputs while someone listens to an enabled output, else unsubscribe.
+        """While active, subscribe to the inputs while someone listens to an enabled output,
+        else unsubscribe.
 
-        Runs on the executor thread only (matched events, timer, parameter changes).
+        Runs on the executor thread only (matched events, timer, parameter changes, lifecycle
+        transitions).
         """
-        if not self._started or self._stopping:
+        if not self._ready or self._stopping or not self._active:
             return
         wanted = self._wanted_topics(self._settings)
         if wanted and not self._inputs.connected:
             self._inputs.connect()
             self._unpaired_since = None
-            self.get_logger().info(
-                f"subscribers on {', '.join(wanted)}: subscribing to the inputs "
-                f"({self._inputs.backend})"
+            self._node.get_logger().info(
+                f"subscribers on {', '.join(wanted)}: subscribing to "
+                f"{', '.join(self._input_names)} ({self._inputs.backend})"
             )
         elif not wanted and self._inputs.connected:
             self._reset_cause = "the inputs were unsubscribed (no subscriber on any output)"
             self._inputs.disconnect()
-            self.get_logger().info("no subscriber on any enabled output: inputs unsubscribed")
+            self._node.get_logger().info("no subscriber on any enabled output: inputs unsubscribed")
 
     # ------------------------------------------------------------------ input side
 
@@ -384,7 +585,7 @@ class StereoSemanticNode(Node):
         # dropped as stale before its images arrive
         if self._stamps.jumped_back(stamp):
             self._reset_inputs(
-                self._stamps.jump_text(INPUT_TOPICS[index], stamp)
+                self._stamps.jump_text(self._input_names[index], stamp)
                 + " (bag loop or simulator restart?)"
             )
         self._rx_time[index] = now
@@ -404,7 +605,7 @@ class StereoSemanticNode(Node):
 
     def _reset_inputs(self, why: str) -> None:
         if self._warn_throttle.admit("time_jump") is not None:
-            self.get_logger().warning(f"{why}: resetting the synchroniser")
+            self._node.get_logger().warning(f"{why}: resetting the synchroniser")
         self._stamps.forget()
         self._reset_cause = "a backwards time jump"
         self._inputs.reset()
@@ -418,7 +619,7 @@ class StereoSemanticNode(Node):
 
     def _on_sync_drop(self, index: int, msg: Any, reason: str) -> None:
         """A message left the synchroniser without a set (executor thread, like _on_set)."""
-        if index not in IMAGES:
+        if index not in IMAGES or self._stopping:
             return  # a camera_info nobody paired is no lost frame
         stamp = stamp_to_ns(msg.header.stamp)
         if stamp in self._set_images:
@@ -427,16 +628,14 @@ class StereoSemanticNode(Node):
             self._drop(
                 "input_reset",
                 stamp,
-                f"{INPUT_TOPICS[index]} was still waiting for its partners when "
+                f"{self._input_names[index]} was still waiting for its partners when "
                 f"{self._reset_cause} reset the synchroniser. Frame dropped",
                 level="warn",
             )
             return
         self._drop_classifier(index, msg, reason)
 
-    def _on_set(
-        self, left: Image, right: Image, left_info: CameraInfo, right_info: CameraInfo
-    ) -> None:
+    def _on_set(self, left: Any, right: Any, left_info: CameraInfo, right_info: CameraInfo) -> None:
         """A synchronised set: into the mailbox, replacing (and counting) any pending one."""
         now = time.monotonic()
         stamp = stamp_to_ns(left.header.stamp)
@@ -462,21 +661,25 @@ class StereoSemanticNode(Node):
             try:
                 self._process(frame)
             except Exception as exc:  # keep the worker alive whatever publishing one frame does
-                if self._stopping or not self.context.ok():
+                if self._stopping or not self._node.context.ok():
                     return
                 text = f"{type(exc).__name__}: {exc}. Frame dropped\n{traceback.format_exc()}"
                 if not self._drop("pipeline_error", frame.stamp_ns, text):
                     # the frame was already counted: the failure came after its drop
-                    self.get_logger().error(f"internal error: {text}")
+                    self._node.get_logger().error(f"internal error: {text}")
 
     def _process(self, frame: _FrameSet) -> None:
         settings = self._settings  # one snapshot per frame; live changes apply to the next
+        pipeline = self.pipeline
+        if not self._active or pipeline is None:
+            self._drop("input_reset", frame.stamp_ns, DEACTIVATED_DETAIL, level="warn")
+            return
         topics = self._wanted_topics(settings)
         if not topics:
             self._skipped_no_subscribers += 1
             return
         outcome = process_set(
-            self._pipeline,
+            pipeline,
             settings,
             topics,
             frame.left,
@@ -493,23 +696,31 @@ class StereoSemanticNode(Node):
             return
         result = outcome.result
         assert result is not None
-        if result.input_scale != self._pipeline.input_scale:
-            self._note_downscaled(frame, result.input_scale)
-        for topic, msg in outcome.messages.items():
-            self._pubs[topic].publish(msg)
+        if result.input_scale != pipeline.input_scale:
+            assert outcome.left_rgb is not None
+            height, width = outcome.left_rgb.shape[:2]
+            self._note_downscaled(frame, pipeline, result.input_scale, f"{width}x{height}")
+        with self._publish_lock:
+            if not self._active:
+                self._drop("input_reset", frame.stamp_ns, DEACTIVATED_DETAIL, level="warn")
+                return
+            for topic, msg in outcome.messages.items():
+                self._pubs[topic].publish(msg)
         self._published += 1
         self._output_rate.tick()
         self._latency.add(result.timings_ms, (time.monotonic() - frame.received) * 1e3)
 
-    def _note_downscaled(self, frame: _FrameSet, scale: float) -> None:
+    def _note_downscaled(
+        self, frame: _FrameSet, pipeline: StereoPipeline, scale: float, size: str
+    ) -> None:
         held = self._warn_throttle.admit("downscaled")
         if held is None:
             return
-        bound = self._pipeline.input_bound
-        self.get_logger().warning(
-            f"{frame.left.width}x{frame.left.height} frame at stamp {format_stamp(frame.stamp_ns)} "
-            f"ran at input_scale {scale:.3f} instead of {self._pipeline.input_scale:g} to stay "
-            f"within max_input_pixels ({bound.describe()})"
+        bound = pipeline.input_bound
+        self._node.get_logger().warning(
+            f"{size} frame at stamp {format_stamp(frame.stamp_ns)} ran at input_scale {scale:.3f} "
+            f"instead of {pipeline.input_scale:g} to stay within max_input_pixels "
+            f"({bound.describe()})"
             + (f" [{held} more downscaled frame(s) not logged]" if held else "")
         )
 
@@ -521,7 +732,7 @@ class StereoSemanticNode(Node):
         self._diagnostics_pub.publish(self._diagnostics())
 
     def _watch_for_missing_sets(self) -> None:
-        """Warn when images arrive but no set forms: with message_filters the only signal."""
+        """Warn when images arrive but no set forms."""
         if not self._inputs.connected:
             return
         now = time.monotonic()
@@ -533,7 +744,7 @@ class StereoSemanticNode(Node):
             return
         if self._warn_throttle.admit("no_set") is None:
             return
-        silent = [topic for topic, ok in zip(INPUT_TOPICS, fresh) if not ok]
+        silent = [topic for topic, ok in zip(self._input_names, fresh) if not ok]
         if silent:
             why = f"nothing arrives on {', '.join(silent)}"
             if any(t.endswith("camera_info") for t in silent):
@@ -541,7 +752,7 @@ class StereoSemanticNode(Node):
         else:
             settings = self._settings
             stamps = ", ".join(
-                f"{topic} {format_stamp(s)}" for topic, s in zip(INPUT_TOPICS, self._rx_stamp)
+                f"{topic} {format_stamp(s)}" for topic, s in zip(self._input_names, self._rx_stamp)
             )
             why = (
                 "all four inputs arrive but their stamps never "
@@ -549,12 +760,13 @@ class StereoSemanticNode(Node):
                 + f" (latest: {stamps}); camera_infos must carry their image's stamp"
                 + ("" if settings.approximate_sync else ", or set approximate_sync: true")
             )
-        self.get_logger().warning(
+        self._node.get_logger().warning(
             f"images arrive but no synchronised input set for {waited:.1f} s: {why}"
         )
 
     def _diagnostics(self) -> DiagnosticArray:
-        settings = self._settings
+        settings, pipeline = self._settings, self.pipeline
+        assert pipeline is not None
         drops = self._drops.counts
         # read after the drops: a frame counted in between shows as in flight, never negative
         counts = FrameCounts(
@@ -565,14 +777,16 @@ class StereoSemanticNode(Node):
             drops=drops,
         )
         in_rate, out_rate = self._input_rate.rate(), self._output_rate.rate()
-        if not self._inputs.connected:
+        if not self._active:
+            summary = "inactive (lifecycle): network loaded, no processing until activated"
+        elif not self._inputs.connected:
             summary = "idle: no subscriber on any enabled output"
         else:
             summary = f"{in_rate:.1f} Hz in, {out_rate:.1f} Hz out"
-        device = self._device_name()
+        device = self.device_name()
         status = self._reporter.status(
             settings=settings,
-            pipeline=self._pipeline,
+            pipeline=pipeline,
             device=device,
             sync=f"{settings.sync_description()} ({self._inputs.backend})",
             summary=summary,
@@ -581,6 +795,7 @@ class StereoSemanticNode(Node):
             sync_stats=self._inputs.stats,
             live={
                 "inputs_subscribed": str(self._inputs.connected).lower(),
+                "image_transport": settings.image_transport,
                 "input_rate_hz": f"{in_rate:.2f}",
                 "output_rate_hz": f"{out_rate:.2f}",
             },
@@ -589,55 +804,86 @@ class StereoSemanticNode(Node):
             status=[
                 DiagnosticStatus(
                     level=bytes([status.level]),
-                    name=f"{self.get_name()}: stereo pipeline",
+                    name=status_name(self._node.get_fully_qualified_name()),
                     message=status.message,
                     hardware_id=device,
                     values=[KeyValue(key=k, value=v) for k, v in status.values],
                 )
             ]
         )
-        array.header.stamp = self.get_clock().now().to_msg()
+        array.header.stamp = self._node.get_clock().now().to_msg()
         return array
 
-    # ------------------------------------------------------------------ logging, shutdown
+    # ------------------------------------------------------------------ logging
 
     def _log(self, level: str, text: str) -> None:
         # one call site per severity: rclpy refuses a call site whose severity changes
         if level == "warn":
-            self.get_logger().warning(text)
+            self._node.get_logger().warning(text)
         else:
-            self.get_logger().error(text)
+            self._node.get_logger().error(text)
+
+
+# ---------------------------------------------------------------------------------- the node
+
+
+class StereoSemanticNode(Node):
+    """Synchronises a rectified stereo pair, runs the pipeline on a worker, publishes outputs.
+
+    Configured and active from the constructor on (the lifecycle variant waits for its
+    transitions: :mod:`stereo_semantic_ros.ros.lifecycle_node`).
+
+    Raises (from the constructor): :class:`SettingsError`, ``CheckpointError`` or rclpy's
+    ``ParameterException`` when a parameter is refused at start-up.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self.parameters = NodeParameters(self)
+        self.runtime = NodeRuntime(
+            self, self.parameters.settings, self.create_publisher, self.destroy_publisher
+        )
+        self.parameters.on_change = self.runtime.update_settings
+        self.runtime.activate()
 
     def destroy_node(self) -> None:
-        self._stopping = True
-        self._mailbox.close()
-        worker = getattr(self, "_worker", None)
-        if worker is not None and worker.is_alive():
-            worker.join(timeout=10.0)
+        runtime = getattr(self, "runtime", None)
+        if runtime is not None:
+            runtime.destroy()
         super().destroy_node()
 
 
-def _parse_args(argv: list[str]) -> argparse.Namespace:
+# ---------------------------------------------------------------------------------- main
+
+
+def _parse_args(prog: str, argv: list[str], description: str) -> argparse.Namespace:
     lines = [f"  {s.name}: {s.description}" for s in PARAMETERS]
+    lines += [f"  {a.name}: {a.description}" for a in ALIASES]
     parser = argparse.ArgumentParser(
-        prog=NODE_NAME,
+        prog=prog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Joint stereo disparity, depth and semantic segmentation node.",
+        description=description,
         epilog="Parameters (--ros-args -p name:=value or --params-file config/<arch>.yaml):\n"
         + "\n".join(lines),
     )
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the node until Ctrl-C; returns 1 when a parameter or the weights refuse to start."""
-    args = list(sys.argv if argv is None else [NODE_NAME, *argv])
-    _parse_args(remove_ros_args(args)[1:])
+def run_node(
+    make_node: Callable[[], Node],
+    argv: list[str] | None,
+    prog: str = NODE_NAME,
+    description: str = "Joint stereo disparity, depth and semantic segmentation node.",
+) -> int:
+    """Spin the node ``make_node`` builds until Ctrl-C; 1 when a parameter or the weights
+    refuse to start. Shared by both executables."""
+    args = list(sys.argv if argv is None else [prog, *argv])
+    _parse_args(prog, remove_ros_args(args)[1:], description)
     rclpy.init(args=args)
-    node: StereoSemanticNode | None = None
+    node: Node | None = None
     status = 0
     try:
-        node = StereoSemanticNode()
+        node = make_node()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
@@ -656,6 +902,11 @@ def main(argv: list[str] | None = None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
     return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the node until Ctrl-C; returns 1 when a parameter or the weights refuse to start."""
+    return run_node(StereoSemanticNode, argv)
 
 
 if __name__ == "__main__":

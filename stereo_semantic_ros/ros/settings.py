@@ -8,15 +8,18 @@ what the vehicle would have published with that file.
 
 Parameters are either *live* (output switches, point-cloud options, ``min_confidence``,
 ``semantic_blend``: applied from the next frame on) or *start-up* parameters (everything that
-shapes the network, the synchroniser or the subscriptions: a change at run time is refused with
-"restart the node to change X").
+shapes the network, the synchroniser or the subscriptions): the node declares those
+``read_only``, so rqt and ``ros2 param set`` see that they cannot change while it runs.
+
+stereo_image_proc's names for the same settings (:data:`ALIASES`) are accepted in parameter
+files and on the command line, so a ported file keeps its meaning instead of being ignored.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,9 @@ PLANNED_ARCHITECTURES = ("pseudo_mtl", "synchronized")
 """In the design (../shared/design.md) but not implemented yet: refused with that reason."""
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 QOS_RELIABILITIES = ("best_effort", "reliable")
+IMAGE_TRANSPORTS = ("raw", "compressed")
+"""``raw``: sensor_msgs/Image on ``<image>``; ``compressed``: sensor_msgs/CompressedImage on
+``<image>/compressed`` (image_transport's ``compressed`` plugin and its topic name)."""
 
 
 class SettingsError(ValueError):
@@ -131,6 +137,20 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "publisher) or reliable (only matches reliable publishers)",
         choices=QOS_RELIABILITIES,
     ),
+    ParameterSpec(
+        "image_transport",
+        "how the two images arrive: raw (sensor_msgs/Image on left|right/image_rect) or "
+        "compressed (sensor_msgs/CompressedImage, JPEG or PNG, on "
+        "left|right/image_rect/compressed as image_transport names it); camera_infos are the same",
+        choices=IMAGE_TRANSPORTS,
+    ),
+    ParameterSpec(
+        "mono16_bit_depth",
+        "bit depth of the camera's 16-bit images (mono16, 16UC1, 16-bit PNG): 1..16 maps that "
+        "range onto 8 bits the same way on every frame (12 for a 12-bit sensor); 0 = automatic, "
+        "from each image's brightest pixel (at least 8 bits)",
+        limits=(0, 16, 1),
+    ),
     # the output switches, from the output table
     *(ParameterSpec(switch, text, live=True) for switch, text in SWITCHES.items()),
     ParameterSpec(
@@ -170,6 +190,93 @@ LIVE_PARAMETERS = frozenset(spec.name for spec in PARAMETERS if spec.live)
 
 
 @dataclass(frozen=True)
+class ParameterAlias:
+    """Another package's name for one of our start-up parameters.
+
+    Attributes:
+        name: the other name (stereo_image_proc's).
+        target: our parameter it sets.
+        convert: its value -> the target's value; raises :class:`SettingsError` for a wrong
+            type.
+        description: what it means here, for the parameter descriptor.
+    """
+
+    name: str
+    target: str
+    convert: Callable[[Any], Any]
+    description: str
+
+    def target_value(self, value: Any) -> Any:
+        """The target's value for ``value``, validated as the target's own would be."""
+        return check_value(self.target, self.convert(value))
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SettingsError(
+            f"approximate_sync_tolerance_seconds must be a number of seconds, got {value!r}"
+        )
+    return float(value)
+
+
+def _system_default_qos(value: Any) -> str:
+    if not isinstance(value, bool):
+        raise SettingsError(f"use_system_default_qos must be true or false, got {value!r}")
+    return "reliable" if value else "best_effort"
+
+
+ALIASES: tuple[ParameterAlias, ...] = (
+    ParameterAlias(
+        "approximate_sync_tolerance_seconds",
+        "sync_slop",
+        _seconds,
+        "stereo_image_proc's name for sync_slop (seconds); read at start-up",
+    ),
+    # stereo_image_proc subscribes with SensorDataQoS unless this is true, then with the system
+    # default QoS, which is reliable: the same choice as our qos_reliability. Its publishers
+    # are reliable either way, as ours are.
+    ParameterAlias(
+        "use_system_default_qos",
+        "qos_reliability",
+        _system_default_qos,
+        "stereo_image_proc's switch for the input QoS: true = reliable subscriptions "
+        "(qos_reliability: reliable), false = best_effort; read at start-up",
+    ),
+)
+"""stereo_image_proc's parameter names, honoured as ours. ``image_transport`` and
+``queue_size``, ``approximate_sync`` have the same names here."""
+ALIAS_BY_NAME: dict[str, ParameterAlias] = {alias.name: alias for alias in ALIASES}
+
+
+def alias_conflict(alias: ParameterAlias, value: Any, target_value: Any) -> str:
+    """The refusal when ``alias`` is ``value`` but its target was set to ``target_value``."""
+    return (
+        f"{alias.name} (stereo_image_proc's name for {alias.target}) is {value!r}, which means "
+        f"{alias.target}: {alias.target_value(value)!r}, but {alias.target} is set to "
+        f"{target_value!r} as well; keep only {alias.target}"
+    )
+
+
+def resolve_aliases(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with each alias replaced by its target parameter.
+
+    Raises:
+        SettingsError: an alias of the wrong type or out of range, or an alias and its target
+            both given with different meanings.
+    """
+    out = {name: value for name, value in values.items() if name not in ALIAS_BY_NAME}
+    for name, value in values.items():
+        alias = ALIAS_BY_NAME.get(name)
+        if alias is None:
+            continue
+        target = alias.target_value(value)
+        if alias.target in out and check_value(alias.target, out[alias.target]) != target:
+            raise SettingsError(alias_conflict(alias, value, out[alias.target]))
+        out[alias.target] = target
+    return out
+
+
+@dataclass(frozen=True)
 class NodeSettings:
     """Values of all node parameters; the field defaults are the node's defaults.
 
@@ -189,6 +296,8 @@ class NodeSettings:
     sync_slop: float = 0.01
     queue_size: int = 5
     qos_reliability: str = "best_effort"
+    image_transport: str = "raw"
+    mono16_bit_depth: int = 0
     publish_disparity: bool = True
     publish_depth: bool = True
     publish_confidence: bool = True
@@ -219,18 +328,20 @@ class NodeSettings:
     def from_parameters(cls, values: Mapping[str, Any]) -> NodeSettings:
         """Settings from ``{name: value}`` (missing names keep their defaults).
 
-        ``use_sim_time`` and rclpy's ``qos_overrides.*`` are accepted and ignored.
+        ``use_sim_time`` and rclpy's ``qos_overrides.*`` are accepted and ignored;
+        stereo_image_proc's names (:data:`ALIASES`) set their target parameters.
 
         Raises:
             SettingsError: an unknown name or a bad value.
         """
         ours = {}
-        for name, value in values.items():
+        for name, value in resolve_aliases(values).items():
             if name in SPECS:
                 ours[name] = value
             elif name != "use_sim_time" and not name.startswith("qos_overrides."):
                 raise SettingsError(
-                    f"unknown parameter {name!r} for {NODE_NAME}; known: {', '.join(SPECS)}"
+                    f"unknown parameter {name!r} for {NODE_NAME}; known: {', '.join(SPECS)} "
+                    f"(and stereo_image_proc's {', '.join(ALIAS_BY_NAME)})"
                 )
         return cls(**ours)
 

@@ -1,4 +1,8 @@
-"""One synchronised input set (two Images, two CameraInfos) -> what the pipeline takes.
+"""One synchronised input set (two images, two CameraInfos) -> what the pipeline takes.
+
+An image is a sensor_msgs/Image or (``image_transport: compressed``) a CompressedImage; a
+CompressedImage that does not decode is a ``malformed_image`` frame, an unreadable format a
+``bad_encoding`` one, the same reasons as for raw images.
 
 Shared by the live node and rosbag replay, so a bad frame is refused for the same reason and
 with the same words in both. Only message attributes are read (no ROS imports), so rclpy and
@@ -19,6 +23,7 @@ from stereo_semantic_ros.ros.conversions import (
     MalformedImageError,
     calibration_from_camera_info,
     image_to_rgb,
+    is_compressed,
 )
 
 
@@ -36,9 +41,14 @@ class RejectedFrameError(ValueError):
 
 
 def decode_stereo_inputs(
-    left: Any, right: Any, left_info: Any, right_info: Any
+    left: Any, right: Any, left_info: Any, right_info: Any, bit_depth: int = 0
 ) -> tuple[np.ndarray, np.ndarray, StereoCalibration]:
     """Decode and check one input set.
+
+    Args:
+        left, right: sensor_msgs/Image or CompressedImage (each decoded by its own type).
+        bit_depth: the camera's bit depth for 16-bit images (``mono16_bit_depth``; 0 = from
+            each image's maximum), see :func:`~stereo_semantic_ros.ros.conversions.image_to_rgb`.
 
     Returns:
         ``(left_rgb, right_rgb, calib)``: (H, W, 3) uint8 RGB images and the pair's calibration
@@ -51,9 +61,9 @@ def decode_stereo_inputs(
     """
     images = []
     for index, msg in ((Input.LEFT_IMAGE, left), (Input.RIGHT_IMAGE, right)):
-        topic = INPUT_TOPICS[index]
+        topic = INPUT_TOPICS[index] + ("/compressed" if is_compressed(msg) else "")
         try:
-            images.append(image_to_rgb(msg))
+            images.append(image_to_rgb(msg, bit_depth))
         except EncodingError as exc:
             raise RejectedFrameError("bad_encoding", f"{topic}: {exc}") from None
         except MalformedImageError as exc:
