@@ -1,19 +1,27 @@
 """Start stereo_semantic_node (and optionally RViz) on a rectified stereo pair.
 
     ros2 launch stereo_semantic_ros stereo_semantic.launch.py \
-        params_file:=<file.yaml> namespace:=stereo rviz:=true \
+        params_file:=<file.yaml> namespace:=stereo rviz:=true fixed_frame:=camera_link \
+        approximate_sync:=true \
         left_image:=/camera/left/image_rect right_image:=/camera/right/image_rect \
         left_info:=/camera/left/camera_info right_info:=/camera/right/camera_info
 
 The node and RViz run in ``namespace``; the input arguments remap the node's relative input
-topics (the defaults keep them relative, i.e. inside the namespace). RViz shows the left image,
-``semantic/color``, ``disparity/color`` and ``points2`` of the same namespace.
+topics (the defaults keep them relative, i.e. inside the namespace). ``device`` and
+``approximate_sync`` override the parameter file when given. RViz (package rviz2) shows the left
+image, ``semantic/color``, ``disparity/color`` and ``points2`` of the same namespace, in
+``fixed_frame``: the outputs carry the left image's frame_id, so use your driver's left optical
+frame, or any frame TF connects to it.
 """
 
 import os
 
 import yaml
-from ament_index_python.packages import get_package_share_directory
+from ament_index_python.packages import (
+    PackageNotFoundError,
+    get_package_prefix,
+    get_package_share_directory,
+)
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
 from launch.conditions import IfCondition
@@ -34,6 +42,10 @@ INPUTS = {
 }
 # topics RViz shows (absolute in the .rviz file, moved into the namespace here)
 RVIZ_OUTPUTS = ("points2", "semantic/color", "disparity/color")
+# RViz's fixed frame unless fixed_frame says otherwise: the left optical frame that
+# stereo-semantic-make-bag writes (and the .rviz file names)
+FIXED_FRAME = "left_camera_optical_frame"
+BOOLEANS = {"true": True, "false": False}
 
 
 def node_parameters(params_file, namespace):
@@ -62,14 +74,48 @@ def node_parameters(params_file, namespace):
     return values
 
 
+def parameter_overrides(device, approximate_sync):
+    """Node parameters the launch arguments set over the parameter file ('' = keep the file's)."""
+    overrides = {}
+    if device:
+        overrides["device"] = device
+    if approximate_sync:
+        value = BOOLEANS.get(approximate_sync.strip().lower())
+        if value is None:
+            raise ValueError(
+                f"approximate_sync:={approximate_sync!r} is not a boolean: use true (match "
+                "stamps within the parameter file's sync_slop), false (identical stamps), or "
+                "leave it out to keep the parameter file's value"
+            )
+        overrides["approximate_sync"] = value
+    return overrides
+
+
+def _require_rviz():
+    """rviz:=true without the rviz2 package would fail deep inside launch_ros; say it here."""
+    try:
+        get_package_prefix("rviz2")
+    except PackageNotFoundError:
+        raise RuntimeError(
+            "rviz:=true needs the rviz2 package, which is not installed here (apt install "
+            "ros-$ROS_DISTRO-rviz2, then source the ROS setup file); or launch with rviz:=false "
+            "and watch the outputs with stereo-semantic-echo"
+        ) from None
+
+
 def _actions(context):
     namespace = LaunchConfiguration("namespace").perform(context)
     params_file = LaunchConfiguration("params_file").perform(context)
-    device = LaunchConfiguration("device").perform(context)
     sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
-    overrides = {"use_sim_time": sim_time}
-    if device:
-        overrides["device"] = device
+    overrides = {
+        "use_sim_time": sim_time,
+        **parameter_overrides(
+            LaunchConfiguration("device").perform(context),
+            LaunchConfiguration("approximate_sync").perform(context),
+        ),
+    }
+    if IfCondition(LaunchConfiguration("rviz")).evaluate(context):
+        _require_rviz()
     node = Node(
         package=PACKAGE,
         executable=EXECUTABLE,
@@ -77,13 +123,21 @@ def _actions(context):
         output="screen",
         emulate_tty=True,
         parameters=[node_parameters(params_file, namespace), overrides],
+        # on Ctrl-C the node lets the frame in flight finish (up to 10 s on a busy CPU) before
+        # it exits; launch's default of 5 s before SIGTERM would cut that short
+        sigterm_timeout="15",
         remappings=[(topic, LaunchConfiguration(arg)) for arg, topic in INPUTS.items()],
     )
     rviz = Node(
         package="rviz2",
         executable="rviz2",
         name="rviz2",
-        arguments=["-d", LaunchConfiguration("rviz_config")],
+        arguments=[
+            "-d",
+            LaunchConfiguration("rviz_config"),
+            "--fixed-frame",
+            LaunchConfiguration("fixed_frame"),
+        ],
         parameters=[{"use_sim_time": sim_time}],
         # the .rviz file names root-namespace topics; point them at what the node uses
         remappings=[("/" + INPUTS["left_image"], LaunchConfiguration("left_image"))]
@@ -117,9 +171,21 @@ def generate_launch_description():
                 description="RViz configuration",
             ),
             DeclareLaunchArgument(
+                "fixed_frame",
+                default_value=FIXED_FRAME,
+                description="RViz fixed frame: the left image's frame_id (what the outputs "
+                "carry) or a frame TF connects to it",
+            ),
+            DeclareLaunchArgument(
                 "device",
                 default_value="",
                 description="auto | cpu | cuda | cuda:N; '' keeps the parameter file's value",
+            ),
+            DeclareLaunchArgument(
+                "approximate_sync",
+                default_value="",
+                description="true: pair inputs whose stamps differ by less than sync_slop; "
+                "false: identical stamps only; '' keeps the parameter file's value",
             ),
             *(
                 DeclareLaunchArgument(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -35,13 +36,26 @@ REQUIRED_ARGUMENTS = {
         "namespace",
         "use_sim_time",
         "rviz",
+        "rviz_config",
+        "fixed_frame",
         "device",
+        "approximate_sync",
         "left_image",
         "right_image",
         "left_info",
         "right_info",
     },
-    "replay.launch.py": {"bag", "params_file", "rviz", "output_dir"},
+    "replay.launch.py": {
+        "bag",
+        "params_file",
+        "rviz",
+        "fixed_frame",
+        "approximate_sync",
+        "player",
+        "record",
+        "tail",
+        "output_dir",
+    },
 }
 SHARED_TOP_DIRS = ("config", "launch", "models")
 
@@ -58,7 +72,10 @@ class LaunchFileFacts(ast.NodeVisitor):
         self.files: list[tuple[str, ...]] = []
         self.nodes: list[tuple[str, str]] = []  # (package, executable)
         self.commands: list[list[str]] = []  # leading string literals of ExecuteProcess cmds
+        self.executables: list[tuple[str, str]] = []  # ExecutableInPackage(executable, package)
+        self.handlers: list[str] = []  # event handler classes registered (OnProcessExit ...)
         self.constants: dict[str, Any] = {}
+        self._functions: list[ast.FunctionDef] = []  # the enclosing function while visiting
 
     def visit_Assign(self, node: ast.Assign) -> None:
         # module constants (PACKAGE = "...", INPUTS = {...}) are resolved where they are used
@@ -107,25 +124,45 @@ class LaunchFileFacts(ast.NodeVisitor):
             self.nodes.append((self._value(kwargs["package"]), self._value(kwargs["executable"])))
         elif name == "ExecuteProcess":
             cmd = kwargs["cmd"]
-            if isinstance(cmd, ast.List):
+            if isinstance(cmd, ast.BinOp):  # cmd + topics
+                cmd = cmd.left
+            for elements in self._lists(cmd):
                 lead = []
-                for element in cmd.elts:
+                for element in elements:
                     value = self._value(element)
                     if not isinstance(value, str):
                         break
                     lead.append(value)
-                self.commands.append(lead)
-            elif isinstance(cmd, ast.BinOp):  # cmd + topics
-                self.commands.append(self._list_names(cmd.left))
+                if lead:
+                    self.commands.append(lead)
+        elif name == "ExecutableInPackage":
+            self.executables.append(
+                (self._value(kwargs["executable"]), self._value(kwargs["package"]))
+            )
+        elif name == "RegisterEventHandler" and node.args and isinstance(node.args[0], ast.Call):
+            handler = node.args[0].func
+            self.handlers.append(handler.id if isinstance(handler, ast.Name) else handler.attr)
         self.generic_visit(node)
 
-    def _list_names(self, node: ast.AST) -> list[str]:
-        for assign in self._assignments:
-            if isinstance(node, ast.Name) and assign.targets[0].id == node.id:
-                return [
-                    self._value(e) for e in assign.value.elts if isinstance(self._value(e), str)
-                ]
-        return []
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self._functions.append(node)
+        self.generic_visit(node)
+        self._functions.pop()
+
+    def _lists(self, node: ast.AST) -> list[list[ast.AST]]:
+        """The element lists a ``cmd`` can be: a literal list, or every list literal assigned
+        to that name in the enclosing function (``cmd = [...]`` in each branch)."""
+        if isinstance(node, ast.List):
+            return [node.elts]
+        if not isinstance(node, ast.Name) or not self._functions:
+            return []
+        return [
+            n.value.elts
+            for n in ast.walk(self._functions[-1])
+            if isinstance(n, ast.Assign)
+            and isinstance(n.value, ast.List)
+            and any(isinstance(t, ast.Name) and t.id == node.id for t in n.targets)
+        ]
 
     def _loop_names(self, variable: str) -> set[str]:
         """Names a comprehension variable takes: ``for arg, topic in INPUTS.items()`` etc."""
@@ -154,14 +191,6 @@ class LaunchFileFacts(ast.NodeVisitor):
 
     def analyse(self, tree: ast.Module) -> LaunchFileFacts:
         self._comprehensions = [c for n in ast.walk(tree) for c in getattr(n, "generators", [])]
-        self._assignments = [
-            n
-            for n in ast.walk(tree)
-            if isinstance(n, ast.Assign)
-            and len(n.targets) == 1
-            and isinstance(n.targets[0], ast.Name)
-            and isinstance(n.value, ast.List)
-        ]
         for stmt in tree.body:  # module constants first, so uses anywhere resolve
             if isinstance(stmt, ast.Assign):
                 self.visit_Assign(stmt)
@@ -213,9 +242,32 @@ def test_launch_file_names_only_installed_files_and_executables(
     for cmd in f.commands:
         if cmd[:2] == ["ros2", "bag"]:
             assert {"ros2bag", "rosbag2_storage_mcap"} <= deps
+    for executable, package in f.executables:
+        assert package == PACKAGE, f"{name} runs {executable} of {package}"
+        exe = colcon_build.prefix / "lib" / PACKAGE / executable
+        assert exe.is_file() and os.access(exe, os.X_OK), f"{exe} not installed"
     if name == "replay.launch.py":
         assert ["ros2", "bag", "play"] in [c[:3] for c in f.commands]
         assert ["ros2", "bag", "record"] in [c[:3] for c in f.commands]
+        # the fallback player when ros2 bag play is missing: this package's own
+        assert f.executables == [(f.constants["BUILTIN_PLAYER"], PACKAGE)]
+
+
+def test_replay_launch_stops_when_the_player_exits() -> None:
+    """The player's exit is watched (the real shutdown is shown by the launch tests below and
+    by hand where launch is not installed)."""
+    f = facts("replay.launch.py")
+    assert f.handlers == ["OnProcessExit"]
+    source = (REPO / "launch" / "replay.launch.py").read_text()
+    assert "Shutdown(" in source and "target_action=play" in source
+
+
+def test_fixed_frame_default_is_the_rviz_configs_and_the_bags() -> None:
+    f = facts("stereo_semantic.launch.py")
+    assert f.constants["FIXED_FRAME"] == DEFAULT_FRAME_ID
+    replay = (REPO / "launch" / "replay.launch.py").read_text()
+    assert f'default_value="{DEFAULT_FRAME_ID}"' in replay
+    assert f.constants["BOOLEANS"] == {"true": True, "false": False}
 
 
 def test_replay_launch_records_every_output_of_the_node() -> None:
@@ -255,16 +307,63 @@ def test_rviz_config_shows_the_outputs_in_the_left_optical_frame(share: Path) ->
 # ------------------------------------------------------------------------- the real library
 
 HAVE_LAUNCH = all(importlib.util.find_spec(m) is not None for m in ("launch", "launch_ros"))
-
-
-@pytest.mark.skipif(
+needs_launch = pytest.mark.skipif(
     not HAVE_LAUNCH,
-    reason="launch/launch_ros not installed (no ROS install; "
-    "not on PyPI); the ast tests above cover the launch files here",
+    reason="launch/launch_ros not installed (no ROS install; not on PyPI); the ast tests above "
+    "cover the launch files here. By hand: colcon-build ros2/launch and ros2/launch_ros into a "
+    "scratch workspace and put its site-packages on PYTHONPATH",
 )
+DOMAIN_ID = 124
+# LaunchService.run() as `ros2 launch <package> <file> <args>` runs it
+RUN_LAUNCH = """
+import sys
+from launch import LaunchDescription, LaunchService
+from launch.actions import IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+path, *args = sys.argv[1:]
+service = LaunchService(argv=args)
+service.include_launch_description(LaunchDescription([IncludeLaunchDescription(
+    PythonLaunchDescriptionSource(path),
+    launch_arguments=[tuple(a.split(":=", 1)) for a in args])]))
+sys.exit(service.run())
+"""
+
+
+def _launch_env(colcon_build: Any, tmp_path: Path) -> dict[str, str]:
+    """The installed package first on the ament index and PYTHONPATH; no ros2 on PATH."""
+    env = dict(os.environ)
+    prefix = str(colcon_build.prefix)
+    env["AMENT_PREFIX_PATH"] = os.pathsep.join(
+        p for p in [prefix, env.get("AMENT_PREFIX_PATH", "")] if p
+    )
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(colcon_build.site_packages()), *(p for p in sys.path if p)]
+    )
+    env["PATH"] = os.pathsep.join(
+        d for d in env.get("PATH", "").split(os.pathsep) if not (Path(d) / "ros2").exists()
+    )
+    env.update(
+        ROS_DOMAIN_ID=str(DOMAIN_ID),
+        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        ROS_LOG_DIR=str(tmp_path / "roslog"),
+    )
+    return env
+
+
+def _untrained_params(share: Path, tmp_path: Path) -> Path:
+    """The shipped esp_joint.yaml with a tiny untrained network, so the node starts fast."""
+    data = yaml.safe_load((share / "config" / "esp_joint.yaml").read_text())
+    section = data["stereo_semantic_node"]["ros__parameters"]
+    section.update(weights="", max_disparity=16, device="cpu")
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@needs_launch
 @pytest.mark.parametrize("name", LAUNCH_FILES)
 def test_generate_launch_description_builds(
-    name: str, share: Path, colcon_build: Any, monkeypatch: pytest.MonkeyPatch
+    name: str, share: Path, colcon_build: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from launch import LaunchContext, LaunchDescription
     from launch.actions import ExecuteProcess, TimerAction
@@ -279,8 +378,13 @@ def test_generate_launch_description_builds(
     declared = {a.name for a in description.get_launch_arguments()}
     assert REQUIRED_ARGUMENTS[name] <= declared
     context = LaunchContext()
+    for argument in description.get_launch_arguments():
+        if argument.default_value is not None:
+            context.launch_configurations[argument.name] = "".join(
+                s.perform(context) for s in argument.default_value
+            )
     if name == "replay.launch.py":
-        context.launch_configurations["bag"] = "/nonexistent/bag"
+        context.launch_configurations.update(bag=str(tmp_path), player="builtin", record="false")
     started: list[Any] = []
 
     def expand(entities: list[Any]) -> None:
@@ -301,6 +405,139 @@ def test_generate_launch_description_builds(
     nodes = [e for e in started if isinstance(e, Node)]
     assert len(nodes) == 1  # rviz:=false by default
     if name == "replay.launch.py":
-        assert (
-            sum(isinstance(e, ExecuteProcess) and not isinstance(e, Node) for e in started) == 2
-        )  # ros2 bag record and ros2 bag play
+        players = [e for e in started if isinstance(e, ExecuteProcess) and e not in nodes]
+        assert len(players) == 1  # record:=false: the builtin player only
+
+
+@needs_launch
+def test_launch_arguments_are_checked_before_anything_starts(share: Path) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "node_launch", share / "launch" / "stereo_semantic.launch.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.parameter_overrides("", "TRUE") == {"approximate_sync": True}
+    assert module.parameter_overrides("cpu", "") == {"device": "cpu"}
+    with pytest.raises(ValueError, match="approximate_sync:='yes please' is not a boolean"):
+        module.parameter_overrides("", "yes please")
+    spec = importlib.util.spec_from_file_location(
+        "replay_launch", share / "launch" / "replay.launch.py"
+    )
+    replay = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(replay)
+    assert replay.choose_player("auto", have_ros2=False) == "builtin"
+    assert replay.choose_player("auto", have_ros2=True) == "ros2"
+    with pytest.raises(RuntimeError, match="'ros2' command is not on PATH.*player:=builtin"):
+        replay.choose_player("ros2", have_ros2=False)
+    with pytest.raises(ValueError, match="use one of auto, ros2, builtin"):
+        replay.choose_player("rosbag", have_ros2=True)
+
+
+@needs_launch
+def test_replay_launch_ends_by_itself_when_playback_ends(
+    share: Path, colcon_build: Any, tmp_path: Path
+) -> None:
+    """The installed replay.launch.py under LaunchService, no ros2 on PATH: the built-in player
+    plays a bag into the node, and the launch returns 0 on its own once playback is over."""
+    import subprocess
+
+    bag = tmp_path / "bag"
+    from stereo_semantic_ros.bagtools import make_bag
+
+    argv = ["--out", str(bag), "--count", "4", "--width", "64", "--height", "32"]
+    assert make_bag.main([*argv, "--no-progress"]) == 0
+    args = [
+        f"bag:={bag}",
+        f"params_file:={_untrained_params(share, tmp_path)}",
+        "record:=false",
+        "namespace:=replay",
+        "play_delay:=2.0",
+        "tail:=2.0",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN_LAUNCH, str(share / "launch" / "replay.launch.py"), *args],
+        env=_launch_env(colcon_build, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "replay: player builtin, recording off" in output
+    assert "stereo-semantic-play: published 24 messages" in output
+    assert "replay: playback finished; shutting down in 2.0 s" in output
+    assert "stereo_semantic_node-1]: process has finished cleanly" in output, output
+
+
+@needs_launch
+def test_node_launch_in_a_namespace_with_remapped_inputs(
+    share: Path, colcon_build: Any, tmp_path: Path
+) -> None:
+    """stereo_semantic.launch.py started for real: the node runs in the namespace, reads the
+    remapped inputs and has approximate_sync from the launch argument."""
+    import signal
+    import subprocess
+    import time
+
+    import rclpy
+    from rcl_interfaces.srv import GetParameters
+    from rclpy.executors import SingleThreadedExecutor
+    from stereo_msgs.msg import DisparityImage
+
+    remaps = {
+        "left_image": "/cam/left/image_rect",
+        "right_image": "/cam/right/image_rect",
+        "left_info": "/cam/left/camera_info",
+        "right_info": "/cam/right/camera_info",
+    }
+    args = [
+        f"params_file:={_untrained_params(share, tmp_path)}",
+        "namespace:=stereo",
+        "approximate_sync:=true",
+        *(f"{k}:={v}" for k, v in remaps.items()),
+    ]
+    log = open(tmp_path / "launch.log", "w")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            RUN_LAUNCH,
+            str(share / "launch" / "stereo_semantic.launch.py"),
+            *args,
+        ],
+        env=_launch_env(colcon_build, tmp_path),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)
+    node = rclpy.create_node("launch_probe", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        node.create_subscription(DisparityImage, "/stereo/disparity", lambda m: None, 10)
+
+        def inputs() -> set[str]:
+            if ("stereo_semantic_node", "/stereo") not in node.get_node_names_and_namespaces():
+                return set()
+            found = node.get_subscriber_names_and_types_by_node("stereo_semantic_node", "/stereo")
+            return {topic for topic, _ in found if topic.startswith("/cam/")}
+
+        deadline = time.monotonic() + 90
+        while inputs() != set(remaps.values()):
+            assert time.monotonic() < deadline, (tmp_path / "launch.log").read_text()
+            executor.spin_once(timeout_sec=0.2)
+        client = node.create_client(GetParameters, "/stereo/stereo_semantic_node/get_parameters")
+        assert client.wait_for_service(timeout_sec=30)
+        future = client.call_async(GetParameters.Request(names=["approximate_sync"]))
+        executor.spin_until_future_complete(future, timeout_sec=30)
+        assert future.result().values[0].bool_value is True
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+        log.close()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    assert code == 0, (tmp_path / "launch.log").read_text()
