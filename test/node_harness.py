@@ -79,8 +79,8 @@ class NodeProcess:
         site_packages: its ``lib/python3.X/site-packages``.
         extra_args: more ``--ros-args`` items after the standard ones.
         params_file: the installed config/ file the node starts with.
-        untrained: override it to a tiny untrained network (``MAX_DISPARITY``, no weights);
-            False runs the file's own weights.
+        untrained: override it to a tiny untrained network (``MAX_DISPARITY``, no weights,
+            ``min_confidence`` 0); False runs the file's own weights.
         executable: the installed console script (``stereo_semantic_lifecycle_node`` for the
             lifecycle variant).
     """
@@ -102,7 +102,10 @@ class NodeProcess:
             f"{self.executable} would run {first_line!r}, not this venv's {sys.executable}"
         )
         params = prefix / "share" / PACKAGE / "config" / params_file
+        # min_confidence 0: the file's threshold is the shipped weights' (their model card); an
+        # untrained network's confidence is about 1/D everywhere and would mask every pixel
         network = ["-p", f"max_disparity:={MAX_DISPARITY}", "-p", "weights:=''"]
+        network += ["-p", "min_confidence:=0.0"]
         self.command = [
             str(self.executable),
             "--ros-args",

@@ -110,7 +110,7 @@ def check_outputs(frame: Frame, out: dict[str, Any]) -> None:
     assert roi.x_offset + roi.width <= w and roi.y_offset + roi.height <= h
 
     # depth = f * T / d where valid, NaN elsewhere; depth/camera_info = the left camera_info
-    depth_msg = out["depth"]
+    depth_msg = out["depth/image_rect"]
     assert (depth_msg.height, depth_msg.width, depth_msg.encoding) == (h, w, "32FC1")
     depth = image_array(depth_msg)
     np.testing.assert_allclose(depth[valid], FX * BASELINE / disparity[valid], rtol=1e-5)
@@ -118,6 +118,13 @@ def check_outputs(frame: Frame, out: dict[str, Any]) -> None:
     info = out["depth/camera_info"]
     assert (info.width, info.height) == (w, h)
     assert list(info.p) == list(frame.left_info.p) and list(info.k) == list(frame.left_info.k)
+
+    # confidence: the unmasked stereo confidence, 0..1 (test_node_outputs checks its masking)
+    conf_msg = out["confidence"]
+    assert (conf_msg.height, conf_msg.width, conf_msg.encoding) == (h, w, "32FC1")
+    confidence = image_array(conf_msg)
+    assert np.isfinite(confidence).all()
+    assert confidence.min() >= 0.0 and confidence.max() <= 1.0 and confidence.std() > 0
 
     # semantic/labels: class ids of the label set; semantic/color: its palette (blend 1.0)
     labels_msg = out["semantic/labels"]
@@ -134,7 +141,7 @@ def check_outputs(frame: Frame, out: dict[str, Any]) -> None:
     # points2: organized, x/y/z from depth and the left intrinsics, colours, labels
     cloud_msg = out["points2"]
     types = {f.name: f.datatype for f in cloud_msg.fields}
-    assert types == {"x": 7, "y": 7, "z": 7, "rgb": 7, "label": 2}  # FLOAT32, UINT8
+    assert types == {"x": 7, "y": 7, "z": 7, "rgb": 7, "label": 6}  # FLOAT32, UINT32 (PCL's)
     assert (cloud_msg.height, cloud_msg.width) == (h, w)
     cloud = cloud_array(cloud_msg)
     p = np.asarray(frame.left_info.p).reshape(3, 4)
@@ -234,7 +241,7 @@ def test_live_parameter_changes_apply_to_the_next_frame(live: Live) -> None:
         assert all(r.successful for r in driver.set_parameters(publish_points=False))
         off = make_frame(driver.next_stamp(), seed=9)
         driver.publish(off)
-        depth = image_array(driver.wait_outputs(off.stamp_ns, others)["depth"])
+        depth = image_array(driver.wait_outputs(off.stamp_ns, others)["depth/image_rect"])
         time.sleep(1.0)  # points2 would have come with the other outputs
         assert "points2" not in driver.outputs_at(off.stamp_ns)
 
@@ -249,7 +256,7 @@ def test_live_parameter_changes_apply_to_the_next_frame(live: Live) -> None:
         out = driver.wait_outputs(strided.stamp_ns)
         cloud = cloud_array(out["points2"])
         assert cloud.shape == (strided.height // 2, strided.width // 2)
-        depth = image_array(out["depth"])
+        depth = image_array(out["depth/image_rect"])
         z = depth[::2, ::2]
         z = np.where(z <= max_depth, z, np.nan)
         assert np.isnan(z).any() and np.isfinite(z).any()
