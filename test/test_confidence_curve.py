@@ -4,10 +4,13 @@ brute-force count with the pipeline's own float32 test, files, pooling, the thre
 
 import csv
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from test_evaluate import SAMPLES, _write_kitti
 
 from stereo_semantic_ros.checkpoint import Checkpoint, save_checkpoint
@@ -173,19 +176,37 @@ def test_pooling_command_prints_the_rule_and_refuses_a_foreign_file(tmp_path, ca
     b.update(*_frame(1))
     a.to_csv(tmp_path / "street" / "confidence_curve.csv")
     b.to_csv(tmp_path / "objects" / "confidence_curve.csv")
+    held_out = ConfidenceCurve()
+    held_out.update(*_frame(9))
+    held_out.to_csv(tmp_path / "moto" / "confidence_curve.csv")
     files = [str(tmp_path / d / "confidence_curve.csv") for d in ("street", "objects")]
-    rc = confidence_module.main([*files, "--min-density", "80", "--out", str(tmp_path / "pool")])
+    argv = [*files, "--extra", str(tmp_path / "moto" / "confidence_curve.csv")]
+    rc = confidence_module.main([*argv, "--min-density", "80", "--out", str(tmp_path / "pool")])
     assert rc == 0
     printed = capsys.readouterr().out
+    assert "| street density % |" in printed and "| moto density % |" in printed
     chosen = choose_threshold(a.merge(b), 80.0)
     assert f"min_confidence {chosen:.2f}: the largest threshold keeping >= 80 %" in printed
     assert (tmp_path / "pool" / "confidence_curve_pooled.png").is_file()
-    assert (
-        ConfidenceCurve.from_csv(tmp_path / "pool" / "confidence_curve_pooled.csv").at(chosen)[
-            "kept"
-        ]
-        == a.at(chosen)["kept"] + b.at(chosen)["kept"]
-    )
+    pooled = ConfidenceCurve.from_csv(tmp_path / "pool" / "confidence_curve_pooled.csv")
+    # street and objects pooled; the --extra curve only shown
+    assert pooled.at(chosen)["kept"] == a.at(chosen)["kept"] + b.at(chosen)["kept"]
     (tmp_path / "x.csv").write_text("nothing\n")
     assert confidence_module.main([str(tmp_path / "x.csv")]) == 2
     assert "not a confidence_curve.csv" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config", ["esp_joint.yaml", "corr_mtl.yaml"])
+def test_parameter_files_threshold_is_the_one_their_weights_card_measured(config):
+    """min_confidence in a stereo parameter file is the value the model card of its weights
+    chose (section "Confidence threshold"), and the card says by which rule."""
+    repo = Path(__file__).resolve().parents[1]
+    params = yaml.safe_load((repo / "config" / config).read_text())
+    params = params["stereo_semantic_node"]["ros__parameters"]
+    card = (repo / "models" / Path(params["weights"]).with_suffix(".md").name).read_text()
+    section = card[card.index("## Confidence threshold (`min_confidence`)") :]
+    (stated,) = re.findall(r"sets \*\*`min_confidence: ([0-9.]+)`\*\*", section)
+    assert float(stated) == params["min_confidence"] > 0.0
+    assert "at least 90 % of the ground-truth pixels" in section
+    assert "--confidence-curve" in section and "not used for the" in section
+    assert (repo / "models" / f"{Path(params['weights']).stem}_confidence.png").is_file()

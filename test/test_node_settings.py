@@ -210,7 +210,8 @@ def test_settings_build_the_point_cloud_options_and_topics() -> None:
 
 
 def test_corr_mtl_config_loads_its_shipped_weights_and_runs() -> None:
-    """config/corr_mtl.yaml: every parameter, commented, esp_joint's values except the network."""
+    """config/corr_mtl.yaml: every parameter, commented, esp_joint's values except the network
+    and its confidence threshold."""
     path = REPO / "config" / "corr_mtl.yaml"
     params = yaml.safe_load(path.read_text())["stereo_semantic_node"]["ros__parameters"]
     assert set(params) == set(SPECS)
@@ -221,7 +222,9 @@ def test_corr_mtl_config_loads_its_shipped_weights_and_runs() -> None:
             assert "#" in line or lines[i - 1].lstrip().startswith("#"), line
     esp = yaml.safe_load(CONFIG.read_text())["stereo_semantic_node"]["ros__parameters"]
     differ = {k for k in SPECS if params[k] != esp[k]}
-    assert differ == {"architecture", "weights"}
+    # min_confidence belongs to the weights (measured for each in its model card)
+    assert differ == {"architecture", "weights", "min_confidence"}
+    assert params["min_confidence"] == 0.38 and esp["min_confidence"] == 0.51
     settings = NodeSettings.from_yaml(path)
     assert settings.architecture == "corr_mtl" and settings.weights == "corr_mtl_mixed.pt"
     assert settings.weights_path() == REPO / "models" / "corr_mtl_mixed.pt"
@@ -237,7 +240,7 @@ def test_corr_mtl_config_loads_its_shipped_weights_and_runs() -> None:
 
 def test_hybridnet_config_runs_its_shipped_single_image_network() -> None:
     """config/hybridnet.yaml: every parameter, commented, esp_joint's values except the network
-    and the weights (the shipped models/hybridnet_synthetic.pt)."""
+    and the weights (the shipped models/hybridnet_synthetic.pt), min_confidence 0."""
     path = REPO / "config" / "hybridnet.yaml"
     text = path.read_text()
     params = yaml.safe_load(text)["stereo_semantic_node"]["ros__parameters"]
@@ -248,7 +251,9 @@ def test_hybridnet_config_runs_its_shipped_single_image_network() -> None:
         if match and match.group(1) in SPECS:
             assert "#" in line or lines[i - 1].lstrip().startswith("#"), line
     esp = yaml.safe_load(CONFIG.read_text())["stereo_semantic_node"]["ros__parameters"]
-    assert {k for k in SPECS if params[k] != esp[k]} == {"architecture", "weights"}
+    differ = {k for k in SPECS if params[k] != esp[k]}
+    assert differ == {"architecture", "weights", "min_confidence"}
+    assert params["min_confidence"] == 0.0  # its confidence is 1.0 everywhere
     settings = NodeSettings.from_yaml(path)
     assert settings.architecture == "hybridnet"
     assert settings.weights_path() == REPO / "models" / "hybridnet_synthetic.pt"

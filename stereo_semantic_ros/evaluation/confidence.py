@@ -264,6 +264,13 @@ def main(argv: list[str] | None = None) -> int:
         "that keeps at least --min-density %% of the ground-truth pixels.",
     )
     parser.add_argument("curves", nargs="+", type=Path, help="confidence_curve.csv files")
+    parser.add_argument(
+        "--extra",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="curves shown in the table and the plot but not pooled (held-out test data)",
+    )
     parser.add_argument("--min-density", type=float, default=90.0, help="percent (default 90)")
     parser.add_argument("--out", type=Path, default=None, help="pooled CSV + PNG to write here")
     parser.add_argument(
@@ -271,13 +278,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        curves = {str(p): ConfidenceCurve.from_csv(p) for p in args.curves}
+        # named by their folder (out/eval_street/confidence_curve.csv -> eval_street) if unique
+        files = [*args.curves, *args.extra]
+        names = [p.parent.name or str(p) for p in files]
+        if len(set(names)) < len(names):
+            names = [str(p) for p in files]
+        loaded = {n: ConfidenceCurve.from_csv(p) for n, p in zip(names, files, strict=True)}
         pooled = ConfidenceCurve()
-        for curve in curves.values():
-            pooled = pooled.merge(curve)
+        for name in names[: len(args.curves)]:
+            pooled = pooled.merge(loaded[name])
         chosen = choose_threshold(pooled, args.min_density)
         show = sorted({*(float(t) for t in args.show.split(",")), chosen})
-        table = summary_table({**curves, "pooled": pooled}, show)
+        shown = {**loaded, "pooled": pooled}
+        table = summary_table(shown, show)
     except ValueError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
@@ -293,10 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         pooled.to_csv(args.out / "confidence_curve_pooled.csv")
         png = plot_curves(
-            {
-                **{p.parent.name or str(p): c for p, c in zip(args.curves, curves.values())},
-                "pooled": pooled,
-            },
+            shown,
             args.out / "confidence_curve_pooled.png",
             marks={"pooled": chosen},
         )
