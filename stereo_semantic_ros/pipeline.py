@@ -58,11 +58,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stereo_semantic_ros.backends.onnx import OnnxModelError, OnnxNetwork
 from stereo_semantic_ros.calibration import StereoCalibration
 from stereo_semantic_ros.checkpoint import DEFAULT_MEAN, DEFAULT_STD, Checkpoint, load_checkpoint
 from stereo_semantic_ros.labels import CITYSCAPES_19, IGNORE_LABEL, LabelSet
 from stereo_semantic_ros.networks import get_model
 from stereo_semantic_ros.networks.contract import network_traits
+from stereo_semantic_ros.networks.inference import fold_batchnorm
 from stereo_semantic_ros.pointcloud import PointCloudOptions, build_cloud
 from stereo_semantic_ros.preprocess import hwc_to_bchw, normalize, pad_to_multiple
 
@@ -74,6 +76,9 @@ MIN_DISPARITY = 0.0
 OUTPUTS = ("disparity", "depth", "confidence", "labels", "points")
 GEOMETRIC_OUTPUTS = frozenset(("disparity", "depth", "confidence", "points"))
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+BACKENDS = ("torch", "onnxruntime")  # = backends.onnx.BACKENDS
+"""What runs the network (:mod:`stereo_semantic_ros.backends`): PyTorch, or an ONNX graph
+written by ``stereo-semantic-export`` in onnxruntime; pre- and post-processing are shared."""
 
 
 class InputError(ValueError):
@@ -228,6 +233,13 @@ class StereoPipeline:
             are brought back to the input resolution.
         input_bound: the most network pixels per image and what to do with a larger frame
             (default: no bound; the node and replay use :meth:`InputBound.automatic`).
+        channels_last: run the torch network on channels-last (NHWC / NDHWC) tensors, the
+            layout tensor cores and cuDNN's fast kernels want; off by default (on a CPU it
+            changes nothing measurable for these networks).
+
+    The backend follows the model: an :class:`~stereo_semantic_ros.backends.onnx.OnnxNetwork`
+    is ``onnxruntime`` (its graph keeps its exported float32, so ``precision`` falls back to
+    fp32 as on a CPU), anything else ``torch``.
     """
 
     def __init__(
@@ -241,6 +253,7 @@ class StereoPipeline:
         precision: str = "fp32",
         input_scale: float = 1.0,
         input_bound: InputBound | None = None,
+        channels_last: bool = False,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -248,9 +261,15 @@ class StereoPipeline:
             raise ValueError(f"input_scale must be within [0.05, 4], got {input_scale}")
         self.device = resolve_device(device)
         self.requested_precision = precision
-        # half precision on a CPU is slower than fp32 and poorly supported: fall back
-        self.precision = precision if self.device.type == "cuda" else "fp32"
+        self.backend = "onnxruntime" if isinstance(model, OnnxNetwork) else "torch"
+        # half precision on a CPU is slower than fp32 and poorly supported: fall back; an
+        # exported graph runs in the precision it was exported in
+        on_gpu = self.device.type == "cuda" and self.backend == "torch"
+        self.precision = precision if on_gpu else "fp32"
+        self.channels_last = bool(channels_last) and self.backend == "torch"
         self.model = model.to(self.device).eval()
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.label_set = label_set
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
@@ -266,12 +285,46 @@ class StereoPipeline:
             torch.backends.cudnn.benchmark = True
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, **kwargs: object) -> StereoPipeline:
-        """Load weights written by the training script; see :func:`load_checkpoint` for errors."""
+    def from_checkpoint(
+        cls, path: str | Path, *, backend: str = "torch", **kwargs: object
+    ) -> StereoPipeline:
+        """Load weights: a checkpoint written by the training script (backend ``torch``), or
+        an ONNX graph written by ``stereo-semantic-export`` (backend ``onnxruntime``).
+
+        With ``torch`` the network's eval-mode batch norms are folded into the convolutions
+        (:func:`~stereo_semantic_ros.networks.inference.fold_batchnorm`: float rounding only,
+        one pass over the activations fewer per layer); ``self.checkpoint`` keeps the file's
+        tensors as they are.
+
+        Raises:
+            CheckpointError: see :func:`load_checkpoint`; for ``onnxruntime``
+                :class:`~stereo_semantic_ros.backends.onnx.OnnxModelError` (a missing, foreign
+                or damaged graph, or a ``.pt`` file given to it).
+            ValueError: an unknown backend.
+        """
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if backend == "onnxruntime":
+            return cls._from_onnx(Path(path), **kwargs)
         ckpt = load_checkpoint(path)
-        pipe = cls(
-            ckpt.build_model(), label_set=ckpt.label_set, mean=ckpt.mean, std=ckpt.std, **kwargs
-        )  # type: ignore[arg-type]
+        model = ckpt.build_model()
+        fold_batchnorm(model)
+        pipe = cls(model, label_set=ckpt.label_set, mean=ckpt.mean, std=ckpt.std, **kwargs)  # type: ignore[arg-type]
+        pipe.checkpoint = ckpt
+        return pipe
+
+    @classmethod
+    def _from_onnx(cls, path: Path, **kwargs: object) -> StereoPipeline:
+        if path.suffix == ".pt":
+            raise OnnxModelError(
+                f"backend onnxruntime needs an ONNX graph, got the checkpoint {path}; export it "
+                f"with 'stereo-semantic-export {path} -o {path.with_suffix('.onnx')}' and give "
+                "that file, or use backend torch"
+            )
+        device = resolve_device(str(kwargs.get("device", "auto")))
+        network = OnnxNetwork(path, device=device)
+        ckpt = network.checkpoint
+        pipe = cls(network, label_set=ckpt.label_set, mean=ckpt.mean, std=ckpt.std, **kwargs)  # type: ignore[arg-type]
         pipe.checkpoint = ckpt
         return pipe
 
@@ -390,13 +443,18 @@ class StereoPipeline:
             )
         x = normalize(x, self.mean, self.std)
         x, (sh, sw) = pad_to_multiple(x, self.stride)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             out = self.model(x[:1], x[1:]) if self.geometry == "disparity" else self.model(x)
         out = {k: v[..., :sh, :sw].float() for k, v in out.items() if v.shape[-1] == x.shape[-1]}
         if (sh, sw) != (h, w):
             scale_x = w / sw
             out = {
-                k: F.interpolate(v, size=(h, w), mode="bilinear", align_corners=False)
+                # class ids (a graph exported with --labels) are picked, not blended
+                k: F.interpolate(v, size=(h, w), mode="nearest")
+                if k == "labels"
+                else F.interpolate(v, size=(h, w), mode="bilinear", align_corners=False)
                 for k, v in out.items()
             }
             if "disparity" in out:
@@ -446,6 +504,12 @@ class StereoPipeline:
         if not outputs:
             return result
         result.input_scale = scale = self._scale_for(h, w)
+        size_problem = getattr(self.model, "size_problem", None)
+        if size_problem is not None:  # an exported graph of a fixed size
+            nh, nw = self._network_size(h, w, scale)
+            problem = size_problem(nh + -nh % self.stride, nw + -nw % self.stride)
+            if problem:
+                raise InputError(problem)
         t1 = time.perf_counter()
         oom = ""
         try:
@@ -501,6 +565,8 @@ class StereoPipeline:
         h, w = pair.shape[1:3]
         if "seg_logits" in net:
             labels = net["seg_logits"][0].argmax(0)
+        elif "labels" in net:  # argmax done in an exported graph
+            labels = net["labels"][0, 0].long()
         else:  # a disparity-only model: every label is "unknown"
             labels = torch.full((h, w), IGNORE_LABEL, device=pair.device)
         device_arrays: dict[str, torch.Tensor] = {}

@@ -179,17 +179,77 @@ def census_transform(image: torch.Tensor, window: int = 7) -> torch.Tensor:
     return bits.view(b, -1, h, w)
 
 
+# SWAR popcount masks (Hacker's Delight 5-1) for codes of at most CENSUS_WORD_BITS bits
+_M1, _M2, _M4 = 0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F
+_BYTES_ONE = 0x0101010101010101
+CENSUS_WORD_BITS = 56
+"""Census bits packed per int64 word: 7 bytes, so a word's popcount (<= 56) fits the top byte of
+the byte-sum multiply and every value stays non-negative (arithmetic shifts are then exact)."""
+
+
+def census_codes(
+    image: torch.Tensor, window: int = 7, stride: tuple[int, int] = (1, 1)
+) -> list[torch.Tensor]:
+    """Census transform packed into int64 words (bit k: neighbour k darker than the centre).
+
+    The bits are those of :func:`census_transform` (+1 there is bit 1 here) plus the centre's
+    own bit, always 0, so the Hamming distance of two codes is the same.
+
+    Args:
+        image: (B, C, H, W) float; the grey value is the channel mean.
+        window: odd patch size.
+        stride: (row, column) step of the pixels coded.
+
+    Returns:
+        ``ceil(window**2 / 56)`` int64 tensors (B, ceil(H / stride[0]), ceil(W / stride[1])).
+    """
+    if window < 3 or window % 2 == 0:
+        raise ValueError(f"census window must be odd and >= 3, got {window}")
+    grey = image.float().mean(1, keepdim=True)
+    b, _, h, w = grey.shape
+    pad = window // 2
+    patches = F.unfold(F.pad(grey, (pad, pad, pad, pad), mode="replicate"), window, stride=stride)
+    centre = window * window // 2
+    bits = (patches < patches[:, centre : centre + 1]).to(torch.int64)
+    rows, cols = -(-h // stride[0]), -(-w // stride[1])
+    words = []
+    for start in range(0, window * window, CENSUS_WORD_BITS):
+        chunk = bits[:, start : start + CENSUS_WORD_BITS]
+        weights = torch.pow(2, torch.arange(chunk.shape[1], device=image.device))
+        words.append((chunk * weights.view(1, -1, 1)).sum(1).view(b, rows, cols))
+    return words
+
+
+def popcount(x: torch.Tensor) -> torch.Tensor:
+    """Set bits of every element of a non-negative int64 tensor below 2**56, in place.
+
+    SWAR bit counting: pairs, nibbles, bytes, then one multiply sums the bytes into the top
+    byte. The multiply wraps past 2**63 by design (two's complement, as torch and onnxruntime
+    compute int64 products); the top byte holds the count (<= 56) and its top bit stays 0.
+    """
+    x.sub_((x >> 1).bitwise_and_(_M1))
+    x = (x & _M2).add_((x >> 2).bitwise_and_(_M2))
+    x.add_(x >> 4).bitwise_and_(_M4)
+    return x.mul_(_BYTES_ONE).bitwise_right_shift_(56)
+
+
 def census_cost_volume(
     left: torch.Tensor, right: torch.Tensor, max_disparity: int, window: int = 7
 ) -> torch.Tensor:
     """Census matching cost (normalised Hamming distance) of every even pixel of the left view.
 
     The cost of left pixel ``(u, v)`` at disparity ``d`` is the fraction of census bits that
-    differ from those of right pixel ``(u - d, v)``; as the codes are +-1 this is
-    ``(1 - <c_l, c_r> / n) / 2``. It has no weights and is computed without gradients. Only
-    every second row and column of the left view is scored (all disparities, at full
-    precision): the volume is box-aggregated to a quarter of the resolution afterwards, where
-    these samples carry the same information as all pixels at a quarter of the cost.
+    differ from those of right pixel ``(u - d, v)``. It has no weights and is computed without
+    gradients. Only every second row and column of the left view is scored (all disparities, at
+    full precision): the volume is box-aggregated to a quarter of the resolution afterwards,
+    where these samples carry the same information as all pixels at a quarter of the cost.
+
+    The codes are packed into int64 words (:func:`census_codes`) and the distance is the
+    popcount of their XOR for all disparities at once, gathered with one index: a loop of D
+    float products over the ``window**2 - 1`` code channels cost 4-8x more on a CPU, and a
+    loop would unroll to D copies in an exported ONNX graph. Equal to the float formula
+    ``(1 - <c_l, c_r> / n) / 2`` of :func:`census_transform`'s +-1 codes up to float rounding
+    (6e-8, test_census.py).
 
     Args:
         left, right: (B, C, H, W) images (any normalisation), H and W even.
@@ -208,14 +268,22 @@ def census_cost_volume(
     if h % 2 or w % 2:
         raise ValueError(f"census cost needs an even image size, got {h}x{w}")
     with torch.no_grad():
-        code_l = census_transform(left, window)[..., ::2, ::2]
-        code_r = census_transform(right, window)[..., ::2, :]
-        b, n, hh, wh = code_l.shape
-        out = code_l.new_ones(b, max_disparity, hh, wh)
-        for d in range(min(max_disparity, w)):
-            first = (d + 1) // 2  # first left column 2k with 2k - d >= 0
-            cols = code_r[..., 2 * first - d :: 2][..., : wh - first]
-            out[:, d, :, first:] = 0.5 - 0.5 * (code_l[..., first:] * cols).mean(1)
+        codes_l = census_codes(left, window, (2, 2))  # (B, H/2, W/2) each
+        codes_r = census_codes(right, window, (2, 1))  # (B, H/2, W) each
+        half_w = codes_l[0].shape[-1]
+        disparities = torch.arange(max_disparity, device=left.device).view(-1, 1)
+        # right column of left column 2k at disparity d: 2k - d (outside the image when < 0)
+        source = 2 * torch.arange(half_w, device=left.device).view(1, -1) - disparities
+        inside = source >= 0
+        source = source.clamp_min(0)
+        count: torch.Tensor | None = None
+        for code_l, code_r in zip(codes_l, codes_r):
+            # (B, H/2, D, W/2): the XOR of each left code with its D candidate right codes
+            bits = popcount(code_r[:, :, source] ^ code_l.unsqueeze(2))
+            count = bits if count is None else count + bits
+        assert count is not None
+        cost = torch.where(inside, count.to(torch.float32) / (window * window - 1), 1.0)
+        out = cost.transpose(1, 2).contiguous()
     return out.to(left.dtype)
 
 
@@ -303,11 +371,18 @@ def soft_argmin(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         disparity (B, 1, H, W) in units of the D dimension's index, and the peak probability of
         the softmax(-cost) distribution (B, 1, H, W) in [1/D, 1], used as the confidence.
     """
-    prob = torch.softmax(-cost.float(), dim=1)
-    hypotheses = torch.arange(cost.shape[1], device=cost.device, dtype=prob.dtype).view(1, -1, 1, 1)
-    disparity = (prob * hypotheses).sum(dim=1, keepdim=True)
-    confidence = prob.amax(dim=1, keepdim=True)
-    return disparity, confidence
+    # softmax(-cost) written out: exp(min - cost) / Z, whose peak is exactly 1 / Z. The same
+    # arithmetic as torch.softmax, but no softmax over a non-last axis, which onnxruntime
+    # transposes for (a third of esp_joint's time there), and one pass fewer for the peak.
+    # The shift is detached: softmax does not depend on it, so the gradients are softmax's.
+    cost = cost.float()
+    weights = torch.exp(cost.detach().amin(dim=1, keepdim=True) - cost)
+    total = weights.sum(dim=1, keepdim=True)
+    hypotheses = torch.arange(cost.shape[1], device=cost.device, dtype=cost.dtype).view(1, -1, 1, 1)
+    disparity = (weights * hypotheses).sum(dim=1, keepdim=True) / total
+    # the peak weight is exp(0) = 1; only its gradient needs the pass that finds it
+    peak = weights.amax(dim=1, keepdim=True) if weights.requires_grad else 1.0
+    return disparity, peak / total
 
 
 def upsample_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
