@@ -117,21 +117,21 @@ OUTPUT_DEPTH = 5
 """History depth of the output publishers (reliable, volatile; ``qos_overrides`` still apply).
 
 Not stereo_image_proc's (and design.md's) depth 1, which loses frames to a reliable subscriber
-that keeps up: measured with test/measure_output_qos.py (every output subscribed, 640x480,
-the node on the CPU) a subscriber got 5-10 of 11 published frames per topic at depth 1 and all
-of them at depth 5; publishing the same seven messages back to back between two plain rclpy
-processes over Fast DDS, 17-28 of 30 per topic arrived at depth 1 (2 Hz, also at 0.5 Hz),
-25-30 at depth 2 and 3, all 30 at depth 5 (and all 50 at 10 Hz). One topic alone, or small
-messages, lost nothing at depth 1. Why: a burst of large outputs overflows the receiver's
-transport buffers (UDP and shared memory alike), so some samples are lost on their first
-sending, together with the heartbeat sent after them. The reliable protocol resends a sample
-only once the reader learns it is missing, from the writer's next heartbeat: Fast DDS's
-periodic one comes every 3 s, the next piggy-backed one with the same topic's next sample. At
-depth 1 that next sample has already replaced the missing one in the publisher's history, and
-the heartbeat announces only the new one, so the old one is gone for good (with a 20 ms
-heartbeat period depth 1 lost nothing, which confirms it). At depth N the last N frames stay
-resendable. The cost is memory on the publisher side only for topics that are published, i.e.
-have subscribers: up to N frames of each (about 5 x 11 MB for all outputs of a 640x480 frame).
+that keeps up. Measured with test/measure_output_qos.py (the node on the CPU, 640x480 frames at
+1 Hz, every output subscribed): at depth 1 each topic got 14-20 of the 20 frames published, at
+depth 5 all 20 (and all 21 in a second run) on every topic. Publishing the same messages back to
+back between two plain rclpy processes over Fast DDS: 17-28 of 30 per topic at depth 1 (2 Hz,
+and still at 0.5 Hz), 25-30 at depth 2 and 3, all 30 at depth 5 (all 50 at 10 Hz); one topic
+alone, or small messages, lost nothing at depth 1. Why: a burst of large outputs overflows the
+receiver's transport buffers (UDP and shared memory alike), so some samples are lost on their
+first sending, with the heartbeat sent after them. The reliable protocol resends a sample only
+once the reader learns it is missing, from the writer's next heartbeat: Fast DDS's periodic one
+comes every 3 s, the next piggy-backed one with the same topic's next sample. At depth 1 that
+next sample has already replaced the missing one in the publisher's history and the heartbeat
+announces only the new one, so the old one is gone (with a 20 ms heartbeat period depth 1 lost
+nothing, which confirms it). At depth N the last N frames stay resendable. The cost is memory
+on the publisher side, only for topics that are published (have subscribers): up to N messages
+of each (about 5 x 12 MB for every output of a 640x480 frame).
 """
 
 DEACTIVATED_DETAIL = (
