@@ -49,7 +49,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,7 +64,7 @@ from stereo_semantic_ros.checkpoint import DEFAULT_MEAN, DEFAULT_STD, Checkpoint
 from stereo_semantic_ros.labels import CITYSCAPES_19, IGNORE_LABEL, LabelSet
 from stereo_semantic_ros.networks import get_model
 from stereo_semantic_ros.networks.contract import network_traits
-from stereo_semantic_ros.networks.inference import fold_batchnorm
+from stereo_semantic_ros.networks.inference import fold_batchnorm, to_channels_last
 from stereo_semantic_ros.pointcloud import PointCloudOptions, build_cloud
 from stereo_semantic_ros.preprocess import hwc_to_bchw, normalize, pad_to_multiple
 
@@ -236,6 +236,9 @@ class StereoPipeline:
         channels_last: run the torch network on channels-last (NHWC / NDHWC) tensors, the
             layout tensor cores and cuDNN's fast kernels want; off by default (on a CPU it
             changes nothing measurable for these networks).
+        cuda_graphs: on CUDA, capture the network's forward pass as a CUDA graph for the input
+            size of the frame and replay it (one launch instead of hundreds; re-captured when
+            the size changes). Off by default; ignored on a CPU and for onnxruntime.
 
     The backend follows the model: an :class:`~stereo_semantic_ros.backends.onnx.OnnxNetwork`
     is ``onnxruntime`` (its graph keeps its exported float32, so ``precision`` falls back to
@@ -254,6 +257,7 @@ class StereoPipeline:
         input_scale: float = 1.0,
         input_bound: InputBound | None = None,
         channels_last: bool = False,
+        cuda_graphs: bool = False,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -269,7 +273,7 @@ class StereoPipeline:
         self.channels_last = bool(channels_last) and self.backend == "torch"
         self.model = model.to(self.device).eval()
         if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            to_channels_last(self.model)
         self.label_set = label_set
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
@@ -281,6 +285,10 @@ class StereoPipeline:
         self.tasks = traits.tasks
         self.geometry = traits.geometry
         self.checkpoint: Checkpoint | None = None
+        self._pinned: torch.Tensor | None = None
+        self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda"
+        self.cuda_graphs = self.cuda_graphs and self.backend == "torch"
+        self._graph: _CapturedForward | None = None
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
@@ -377,11 +385,23 @@ class StereoPipeline:
             f"{w}x{h} frame cannot be shrunk below max_input_pixels {bound.max_pixels}"
         )
 
+    @staticmethod
+    def _finite_sum(net: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A (1,) device tensor that is finite if every output is (one summing pass each).
+
+        NaN or Inf anywhere makes the sum non-finite; a finite sum proves every value finite.
+        A sum that overflows float32 is the one false alarm: :meth:`_check_finite` then counts
+        exactly. It travels to the host in the frame's one copy, so the good path has no
+        device synchronisation of its own.
+        """
+        if not net:
+            return torch.zeros(1)
+        return torch.stack([t.float().sum() for t in net.values()]).sum().reshape(1)
+
     def _check_finite(self, net: dict[str, torch.Tensor], w: int, h: int) -> None:
         """Raise :class:`NonFiniteOutputError` if any network output holds NaN or Inf."""
         if not net:
             return
-        # one reduction and one device sync on the good path; the counts only when it failed
         if bool(torch.stack([torch.isfinite(t).all() for t in net.values()]).all()):
             return
         bad = {k: int((~torch.isfinite(t)).sum()) for k, t in net.items()}
@@ -392,6 +412,22 @@ class StereoPipeline:
             "(fp16 overflow?) are broken"
         )
 
+    def _to_host(self, flat: torch.Tensor) -> np.ndarray:
+        """``flat`` as a host array: on CUDA one asynchronous copy into a pinned buffer (kept
+        and grown across frames), waited for by an event; the buffer is copied out, so the
+        arrays returned stay valid after the next frame."""
+        if flat.device.type != "cuda":
+            return flat.numpy()
+        n = flat.numel()
+        if self._pinned is None or self._pinned.numel() < n:
+            self._pinned = torch.empty(max(n, 1), dtype=torch.float32, pin_memory=True)
+        target = self._pinned[:n]
+        target.copy_(flat, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        done.synchronize()
+        return target.numpy().copy()
+
     def _release_memory(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -399,7 +435,14 @@ class StereoPipeline:
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         if self.precision == "fp32":
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+        # a captured graph must not depend on autocast's weight cache (cleared on exit)
+        return torch.autocast(
+            self.device.type, dtype=PRECISIONS[self.precision], cache_enabled=not self.cuda_graphs
+        )
+
+    def _forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The network on a normalised, padded (2 or 1, 3, H, W) batch."""
+        return self.model(x[:1], x[1:]) if self.geometry == "disparity" else self.model(x)
 
     def _upload(
         self, left: np.ndarray | torch.Tensor, right: np.ndarray | torch.Tensor
@@ -446,7 +489,13 @@ class StereoPipeline:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            out = self.model(x[:1], x[1:]) if self.geometry == "disparity" else self.model(x)
+            if self.cuda_graphs:
+                if self._graph is None or self._graph.shape != tuple(x.shape):
+                    self._graph = None  # free the old graph's memory before capturing anew
+                    self._graph = _CapturedForward(self._forward, x)
+                out = self._graph(x)
+            else:
+                out = self._forward(x)
         out = {k: v[..., :sh, :sw].float() for k, v in out.items() if v.shape[-1] == x.shape[-1]}
         if (sh, sw) != (h, w):
             scale_x = w / sw
@@ -512,13 +561,19 @@ class StereoPipeline:
                 raise InputError(problem)
         t1 = time.perf_counter()
         oom = ""
+        on_cuda = self.device.type == "cuda"
         try:
+            if on_cuda:
+                # timed by events: no host synchronisation until the frame's one copy
+                events = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
+                events[0].record()
             net = self.infer(pair, scale)
-            self._check_finite(net, w, h)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
+            if on_cuda:
+                events[1].record()
             t2 = time.perf_counter()
             host = self._postprocess(net, pair, calib, set(outputs), min_confidence, cloud, scale)
+            if not math.isfinite(float(host.pop("finite_sum")[0])):
+                self._check_finite(net, w, h)  # counts exactly; raises unless the sum overflowed
         except torch.OutOfMemoryError as exc:
             oom = str(exc).splitlines()[0] if str(exc) else "out of memory"
         except RuntimeError as exc:
@@ -548,7 +603,8 @@ class StereoPipeline:
                 organized=cloud.organized,
             )
         t3 = time.perf_counter()
-        result.timings_ms = {"network": (t2 - t1) * 1e3, "total": (t3 - t0) * 1e3}
+        network_ms = events[0].elapsed_time(events[1]) if on_cuda else (t2 - t1) * 1e3
+        result.timings_ms = {"network": network_ms, "total": (t3 - t0) * 1e3}
         return result
 
     @torch.inference_mode()
@@ -576,8 +632,9 @@ class StereoPipeline:
             device_arrays.update(
                 self._geometry(net, pair, calib, labels, outputs, min_confidence, cloud, scale)
             )
+        device_arrays["finite_sum"] = self._finite_sum(net).to(pair.device)
         # one device-to-host copy for everything requested
-        flat = torch.cat([t.reshape(-1).float() for t in device_arrays.values()]).cpu().numpy()
+        flat = self._to_host(torch.cat([t.reshape(-1).float() for t in device_arrays.values()]))
         host: dict[str, np.ndarray] = {}
         offset = 0
         for key, t in device_arrays.items():
@@ -662,3 +719,33 @@ class StereoPipeline:
             disp = disp - calib.doffs
         in_range = disp <= self.max_disparity / scale
         return disp, torch.ones_like(depth), in_range
+
+
+class _CapturedForward:
+    """A network's forward pass captured as a CUDA graph for one input shape.
+
+    Warm-up runs on a side stream first (cuDNN's benchmark picks its algorithms and the
+    allocator settles), then one capture; a call copies the input into the captured input
+    tensor and replays. The outputs are the captured output tensors, overwritten by the next
+    replay, which is after the pipeline has copied them to the host.
+    """
+
+    WARMUP = 3
+
+    def __init__(self, forward: Callable[[torch.Tensor], dict[str, torch.Tensor]], x: torch.Tensor):
+        self.shape = tuple(x.shape)
+        self.input = x.clone()
+        stream = torch.cuda.Stream(x.device)
+        stream.wait_stream(torch.cuda.current_stream(x.device))
+        with torch.cuda.stream(stream):
+            for _ in range(self.WARMUP):
+                forward(self.input)
+        torch.cuda.current_stream(x.device).wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.outputs = forward(self.input)
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.input.copy_(x)
+        self.graph.replay()
+        return self.outputs

@@ -1,5 +1,7 @@
 """Inference-only rewrites of a network that keep its outputs (up to float rounding).
 
+:func:`to_channels_last` changes only the memory layout of the weights (the GPU fast path).
+
 :func:`fold_batchnorm` folds every eval-mode batch norm that directly follows a convolution in
 an ``nn.Sequential`` into that convolution's weights and bias: one pass over the activations
 fewer per layer. The weights file is untouched (the rewrite happens on the loaded module), and
@@ -9,6 +11,7 @@ states the tolerance).
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -45,3 +48,18 @@ def fold_batchnorm(model: nn.Module) -> int:
             module._modules[second] = nn.Identity()
             folded += 1
     return folded
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Lay 2D convolution weights out channels-last (NHWC) and 3D ones channels-last-3d
+    (NDHWC), in place; ``Module.to(memory_format=...)`` refuses a model holding both ranks.
+
+    cuDNN then picks its NHWC kernels (tensor cores in half precision) and the activations
+    follow the weights' layout. Values are unchanged: only strides differ.
+    """
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.dim() == 4:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+        elif tensor.dim() == 5:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last_3d)
+    return model
