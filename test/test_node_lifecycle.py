@@ -18,6 +18,7 @@ import torch
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from node_harness import NODE, OUTPUT_TYPES, Driver, NodeProcess, make_frame
+from rclpy.lifecycle import TransitionCallbackReturn
 
 DOMAIN_ID = 110
 EXECUTABLE = "stereo_semantic_lifecycle_node"
@@ -184,3 +185,36 @@ def test_a_configure_that_cannot_load_fails_with_the_reason_and_stays_unconfigur
         if driver is not None:
             driver.close()
         assert node.stop() == 0, node.text()[-4000:]
+
+
+def test_cleanup_lets_go_of_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After cleanup nothing holds the network any more (on a GPU: its memory can be freed);
+    in this process, so that a weak reference can watch the module."""
+    import gc
+    import weakref
+
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from stereo_semantic_ros.ros.lifecycle_node import StereoSemanticLifecycleNode
+
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID + 2)
+    values = {"device": "cpu", "weights": "", "max_disparity": 16}
+    node = StereoSemanticLifecycleNode(
+        context=context, parameter_overrides=[Parameter(k, value=v) for k, v in values.items()]
+    )
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.runtime is not None and node.runtime.pipeline is not None
+        network = weakref.ref(node.runtime.pipeline.model)
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert node.runtime is None
+        gc.collect()
+        assert network() is None, gc.get_referrers(network())
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
