@@ -70,6 +70,7 @@ class BenchRow:
     peak_memory_mb: float
     memory_kind: str
     runs: int
+    options: str = ""
 
 
 @dataclass(frozen=True)
@@ -236,14 +237,15 @@ def bench_one(
 
 def format_table(rows: list[BenchRow]) -> str:
     head = (
-        "| model | backend | device | precision | size | D | params | network ms "
+        "| model | backend | device | precision | options | size | D | params | network ms "
         "(median / p90 / p99) | pipeline ms (median / p90 / p99) | SGBM ms | x SGBM "
         "| peak memory MB |"
     )
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         lines.append(
-            f"| {r.model} | {r.backend} | {r.device} | {r.precision} | {r.size} "
+            f"| {r.model} | {r.backend} | {r.device} | {r.precision} | {r.options or '-'} "
+            f"| {r.size} "
             f"| {r.max_disparity} | {r.parameters:,} "
             f"| {r.network_ms_median:.1f} / {r.network_ms_p90:.1f} / {r.network_ms_p99:.1f} "
             f"| {r.pipeline_ms_median:.1f} / {r.pipeline_ms_p90:.1f} / {r.pipeline_ms_p99:.1f} "
@@ -308,7 +310,8 @@ def make_pipeline(
     device: str,
     size: tuple[int, int],
     workdir: Path,
-    channels_last: bool,
+    channels_last: bool = False,
+    cuda_graphs: bool = False,
 ) -> StereoPipeline:
     ckpt = candidate.checkpoint
     options = {"device": device, "precision": candidate.precision}
@@ -325,7 +328,9 @@ def make_pipeline(
         from stereo_semantic_ros.checkpoint import save_checkpoint
 
         path = save_checkpoint(ckpt, Path(tmp) / "weights.pt")
-        return StereoPipeline.from_checkpoint(path, channels_last=channels_last, **options)
+        return StereoPipeline.from_checkpoint(
+            path, channels_last=channels_last, cuda_graphs=cuda_graphs, **options
+        )
 
 
 def profile_network(pipe: StereoPipeline, size: tuple[int, int], top: int = 12) -> str:
@@ -380,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch, onnxruntime and OpenCV threads (default: torch's default)",
     )
     p.add_argument("--channels-last", action="store_true", help="torch rows in channels-last")
+    p.add_argument(
+        "--cuda-graphs", action="store_true", help="torch rows on CUDA replay a captured graph"
+    )
     p.add_argument("--no-sgbm", action="store_true", help="leave SGBM out (ratio column NaN)")
     p.add_argument("--profile", action="store_true", help="top operators of the first row")
     p.add_argument("--json", type=Path, help="also write the rows (and the machine) here")
@@ -406,7 +414,12 @@ def main(argv: list[str] | None = None) -> int:
             what = f"{candidate.label} {candidate.backend} {device} {candidate.precision}"
             try:
                 pipe = make_pipeline(
-                    candidate, device, args.size, Path(workdir), args.channels_last
+                    candidate,
+                    device,
+                    args.size,
+                    Path(workdir),
+                    args.channels_last,
+                    args.cuda_graphs,
                 )
             except (ValueError, RuntimeError) as exc:
                 print(f"skipping {what}: {exc}", file=sys.stderr)
@@ -426,6 +439,14 @@ def main(argv: list[str] | None = None) -> int:
                 architecture=candidate.checkpoint.architecture,
                 parameters=count_parameters(get_model_like(candidate)),
                 sgbm=not args.no_sgbm,
+            )
+            row.options = ",".join(
+                name
+                for name, on in (
+                    ("channels_last", pipe.channels_last),
+                    ("cuda_graphs", pipe.cuda_graphs),
+                )
+                if on
             )
             rows.append(row)
             if not args.quiet:
