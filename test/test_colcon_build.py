@@ -37,6 +37,7 @@ ENTRY_POINTS = {
     "stereo-semantic-replay": "stereo_semantic_ros.bagtools.replay:main",
     "stereo-semantic-play": "stereo_semantic_ros.ros.play:main",
     "stereo-semantic-echo": "stereo_semantic_ros.ros.echo:main",
+    "stereo-semantic-export": "stereo_semantic_ros.export:main",
 }
 
 
