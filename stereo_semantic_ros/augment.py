@@ -60,7 +60,13 @@ import cv2
 import numpy as np
 
 from stereo_semantic_ros.calibration import StereoCalibration
-from stereo_semantic_ros.datasets.base import RIGHT_LABELS_KEY, consistent_disparity_mask
+from stereo_semantic_ros.datasets.base import (
+    CONFIDENCE_KEY,
+    DENSE_META_KEYS,
+    RIGHT_CONFIDENCE_KEY,
+    RIGHT_LABELS_KEY,
+    consistent_disparity_mask,
+)
 from stereo_semantic_ros.datasets.sample import StereoSample
 from stereo_semantic_ros.labels import IGNORE_LABEL
 
@@ -86,8 +92,9 @@ def _map_dense(
                 value = value * np.float32(disparity_factor)
         values[key] = value
     meta = dict(sample.meta)
-    if meta.get(RIGHT_LABELS_KEY) is not None:
-        meta[RIGHT_LABELS_KEY] = dense_fn(meta[RIGHT_LABELS_KEY])
+    for key in DENSE_META_KEYS:
+        if meta.get(key) is not None:
+            meta[key] = dense_fn(meta[key])
     return StereoSample(
         left=image_fn(sample.left),
         right=image_fn(sample.right),
@@ -199,6 +206,13 @@ def mirror_sample(sample: StereoSample) -> StereoSample:
     depth = None
     if sample.depth is not None:
         depth = flip(sample.calib.depth_from_disparity(d_right))
+    # a teacher's confidences belong to their views: the new left view is the old right one
+    confidences = (meta.get(CONFIDENCE_KEY), meta.get(RIGHT_CONFIDENCE_KEY))
+    for key, value in zip((RIGHT_CONFIDENCE_KEY, CONFIDENCE_KEY), confidences):
+        if value is not None:
+            meta[key] = flip(value)
+        else:
+            meta.pop(key, None)
     meta["mirrored"] = not meta.get("mirrored", False)
     return StereoSample(
         left=flip(sample.right),

@@ -42,6 +42,14 @@ RIGHT_LABELS_KEY = "right_labels"
 The mirror augmentation needs the right view's labels; sources that have them (Virtual KITTI 2)
 put them here and :mod:`stereo_semantic_ros.augment` keeps them aligned with the images.
 """
+CONFIDENCE_KEY = "confidence"
+RIGHT_CONFIDENCE_KEY = "right_confidence"
+"""``StereoSample.meta`` keys of a stereo teacher's per-pixel confidence in its left / right
+disparity, (H, W) float32 in [0, 1], where a source has them (pseudo labels,
+:mod:`stereo_semantic_ros.datasets.pseudo_labels`); the augmentation keeps them aligned and
+swaps them when it mirrors the pair."""
+DENSE_META_KEYS = (RIGHT_LABELS_KEY, CONFIDENCE_KEY, RIGHT_CONFIDENCE_KEY)
+"""The per-pixel arrays a sample may carry in ``meta``; geometric augmentation applies to them."""
 
 
 class DatasetError(ValueError):
@@ -325,6 +333,8 @@ def to_tensors(sample: StereoSample) -> dict[str, torch.Tensor]:
         ``right_disparity``: (1, H, W) float32, 0 unknown.
         ``fx``, ``baseline``, ``doffs``: () float32, pixels, metres and pixels, for depth from
             disparity ``fx * B / (d + doffs)``.
+        ``right_labels``: (H, W) int64, from ``meta[RIGHT_LABELS_KEY]``.
+        ``confidence``, ``right_confidence``: (1, H, W) float32 in [0, 1], from ``meta``.
     """
     out: dict[str, torch.Tensor] = {
         "left": torch.from_numpy(np.ascontiguousarray(sample.left.transpose(2, 0, 1))).float(),
@@ -342,6 +352,13 @@ def to_tensors(sample: StereoSample) -> dict[str, torch.Tensor]:
             out[key] = torch.from_numpy(np.ascontiguousarray(value, dtype=dtype))[None]
     if sample.labels is not None:
         out["labels"] = torch.from_numpy(sample.labels.astype(np.int64))
+    right_labels = sample.meta.get(RIGHT_LABELS_KEY)
+    if right_labels is not None:
+        out["right_labels"] = torch.from_numpy(np.asarray(right_labels).astype(np.int64))
+    for key in (CONFIDENCE_KEY, RIGHT_CONFIDENCE_KEY):
+        if sample.meta.get(key) is not None:
+            value = np.ascontiguousarray(sample.meta[key], dtype=np.float32)
+            out[key] = torch.from_numpy(value)[None]
     out["fx"] = torch.tensor(sample.calib.fx, dtype=torch.float32)
     out["baseline"] = torch.tensor(sample.calib.baseline, dtype=torch.float32)
     out["doffs"] = torch.tensor(sample.calib.doffs, dtype=torch.float32)
@@ -353,11 +370,16 @@ def collate(samples: Sequence[StereoSample]) -> dict[str, Any]:
 
     Returns the keys of :func:`to_tensors` with a leading batch dimension, plus two non-tensor
     entries: ``name`` (list of str) and ``calib`` (list of StereoCalibration). All samples must
-    have the same size (crop for training) and the same ground-truth fields.
+    have the same size (crop for training) and the same ground-truth fields; the right-view
+    labels and the confidences (from ``meta``) are kept only when every sample has them (a
+    mirrored sample gains right labels its unmirrored neighbours lack).
     """
     if not samples:
         raise ValueError("collate: empty batch")
     tensors = [to_tensors(s) for s in samples]
+    optional = {"right_labels", *DENSE_META_KEYS}
+    shared = set.intersection(*(set(t) for t in tensors)) & optional
+    tensors = [{k: v for k, v in t.items() if k not in optional or k in shared} for t in tensors]
     keys = tensors[0].keys()
     for s, t in zip(samples, tensors):
         if t.keys() != keys:
