@@ -55,7 +55,11 @@ import torch
 import torch.nn.functional as F
 
 from stereo_semantic_ros.labels import IGNORE_LABEL
-from stereo_semantic_ros.losses import segmentation_loss, warp_right_to_left
+from stereo_semantic_ros.losses import (
+    depth_from_disparity,
+    segmentation_loss,
+    warp_right_to_left,
+)
 
 CROSS_VIEW_TERMS = ("d_lr", "d_l", "d_r", "s_lr", "s_l", "s_r")
 """The six cross-view consistency losses, in the paper's order (log columns ``loss_<term>``)."""
@@ -360,3 +364,41 @@ def clip_loss(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor) -> to
     logits = logit_scale.float().exp() * a @ b.t()
     target = torch.arange(a.shape[0], device=a.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+
+def contrastive_loss(
+    network: torch.nn.Module,
+    outputs: Mapping[str, torch.Tensor],
+    batch: Mapping[str, torch.Tensor],
+) -> torch.Tensor:
+    """synchronized's contrastive loss of a batch: :func:`clip_loss` between the network's
+    embeddings (``network.contrastive_embeddings``, ``network.logit_scale``) of its predicted
+    depth and segmentation maps, plus the same between the batch's ground-truth (or pseudo) maps
+    where it has both (``disparity`` with ``fx``/``baseline``, and ``labels``).
+
+    The paper trains its CLIP model on ground-truth pairs and adds its score for the predicted
+    pair to both task losses; here one set of map encoders learns from both pairs in the same
+    step: the ground-truth pair teaches them what belongs together, the predicted pair passes
+    that on to the two task networks.
+
+    Args:
+        outputs: ``depth`` (B, 1, H, W) metres and ``seg_logits`` (B, C, H, W).
+        batch: see above; ``valid`` marks the disparity ground truth.
+    """
+    if "depth" not in outputs or "seg_logits" not in outputs:
+        raise ValueError("the contrastive loss needs both the depth and the segmentation output")
+    probs = torch.softmax(outputs["seg_logits"].float(), 1)
+    a, b = network.contrastive_embeddings(outputs["depth"], probs)
+    loss = clip_loss(a, b, network.logit_scale)
+    if all(k in batch for k in ("disparity", "valid", "fx", "baseline", "labels")):
+        depth, valid = depth_from_disparity(
+            batch["disparity"], batch["valid"], batch["fx"], batch["baseline"], batch.get("doffs")
+        )
+        depth = torch.where(valid, depth, torch.full_like(depth, float("nan")))
+        labels = batch["labels"]
+        known = labels != IGNORE_LABEL
+        onehot = F.one_hot(labels.masked_fill(~known, 0), probs.shape[1]).permute(0, 3, 1, 2)
+        onehot = onehot.float() * known[:, None].float()
+        a, b = network.contrastive_embeddings(depth, onehot)
+        loss = loss + clip_loss(a, b, network.logit_scale)
+    return loss

@@ -76,8 +76,9 @@ from stereo_semantic_ros.training.runlog import (
 )
 from stereo_semantic_ros.training.state import (
     RunState,
+    initial_state_dict,
     make_checkpoint,
-    open_init_checkpoint,
+    open_init_checkpoints,
     open_resume_checkpoint,
     resume_training,
 )
@@ -138,13 +139,14 @@ def _train(
     val_set = validation_dataset(cfg.data) if info.main else None
     label_set = CITYSCAPES_19
     tasks = list(tcfg.tasks)
-    init = open_init_checkpoint(cfg) if ckpt is None else None
+    inits = open_init_checkpoints(cfg) if ckpt is None else []
     stats, class_weights = training_statistics(cfg, dataset, label_set.num_classes, ckpt)
-    if init is not None:
-        # the weights learned on inputs normalised with their own statistics; class weights
-        # follow the new data
-        stats["mean"], stats["std"] = list(init.mean), list(init.std)
-        stats["init_weights"] = {"path": init.source, "provenance": init.provenance}
+    if inits:
+        # the weights learned on inputs normalised with their own statistics (the first
+        # checkpoint's); class weights follow the new data
+        stats["mean"], stats["std"] = list(inits[0].mean), list(inits[0].std)
+        started = [{"path": c.source, "provenance": c.provenance} for c in inits]
+        stats["init_weights"] = started[0] if len(started) == 1 else started
     mean, std = tuple(stats["mean"]), tuple(stats["std"])
 
     # ---- model, loss weighting, optimiser
@@ -155,8 +157,8 @@ def _train(
     state = RunState()
     if ckpt is not None:
         state = resume_training(opt, ckpt, resume_path, cfg, info)
-    elif init is not None:
-        opt.model.load_state_dict(init.state_dict)
+    elif inits:
+        opt.model.load_state_dict(initial_state_dict(opt.model, inits))
     opt.start(info, class_weights)
 
     # ---- data order: one DistributedSampler (also for a single process), resumable mid-epoch

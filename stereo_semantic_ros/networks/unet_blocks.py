@@ -15,6 +15,8 @@ from torch import nn
 
 from stereo_semantic_ros.networks.blocks import ConvBNAct, NormLayer, upsample_to
 
+INITIAL_LOGIT = -4.0
+"""Starting bias of :class:`InverseDepthHead` (see there)."""
 VGG16_CONVS = (2, 2, 3, 3, 3)
 """3x3 convolutions per stage of VGG-16's convolutional part (13 in all)."""
 
@@ -122,7 +124,13 @@ class InverseDepthHead(nn.Module):
     """3x3 conv to one channel, read as inverse depth through a sigmoid (Monodepth's
     ``disp_to_depth``): ``1 / Z = 1 / max_depth + (1 / min_depth - 1 / max_depth) * sigmoid``,
     so depth lies in [min_depth, max_depth] and the output is linear in disparity, the quantity
-    a stereo teacher supervises."""
+    a stereo teacher supervises.
+
+    The conv's bias starts at :data:`INITIAL_LOGIT`: a sigmoid of 0.5 would be the harmonic mean
+    of the range (1 m for 0.5 .. 100 m), i.e. a disparity near the top of any rig's range, and
+    the first steps would be spent pulling every pixel back; sigmoid(-4) starts at about a
+    fiftieth of the inverse-depth range (22 m for 0.5 .. 100 m), where most pixels of a street
+    scene are."""
 
     def __init__(self, in_channels: int, min_depth: float, max_depth: float) -> None:
         super().__init__()
@@ -131,6 +139,7 @@ class InverseDepthHead(nn.Module):
                 f"need 0 < min_depth < max_depth, got min_depth {min_depth}, max_depth {max_depth}"
             )
         self.conv = nn.Conv2d(in_channels, 1, 3, padding=1)
+        nn.init.constant_(self.conv.bias, INITIAL_LOGIT)
         self.min_inv = 1.0 / float(max_depth)
         self.max_inv = 1.0 / float(min_depth)
 

@@ -115,7 +115,10 @@ class TrainSection:
     (path, or a file in models/) whose weights start a fresh run -- a second stage that
     fine-tunes them with a new optimiser, schedule and data; it must hold the same architecture
     and hyper-parameters, and its normalisation statistics are kept. Ignored on resume, where
-    ``last.pt`` already carries the weights.
+    ``last.pt`` already carries the weights. A list of checkpoints joins networks trained apart
+    (pseudo_mtl's second stage: ``[depth.pt, segmentation.pt]``): each parameter comes from the
+    first checkpoint that has it, every parameter must come from one, the normalisation
+    statistics from the first; they may differ from the recipe only in ``train.tasks``.
     """
 
     steps: int = 1000
@@ -135,7 +138,27 @@ class TrainSection:
     threads: int = 0
     device: str = "auto"
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
-    init_weights: str = ""
+    init_weights: str | list[str] = ""
+
+
+@dataclass
+class CrossViewSection:
+    """``loss.cross_view:`` -- pseudo_mtl's training (seed 003,
+    :mod:`stereo_semantic_ros.mono_losses`): the single-image network runs on the left and the
+    right image; ``L_d`` is the confidence-weighted L1 of the pseudo (or true) disparity of both
+    views (as a fraction of the width; ``loss.w_disp`` is a_d = 850), ``L_s`` the cross-entropy
+    of both views (``loss.w_seg`` is a_s = 2.5), and the six cross-view consistency losses are
+    added with these weights (the paper's a_d,lr .. a_s,r; 0 turns one off). ``confidence``:
+    weight by the teacher's confidence (false: 1 wherever a pseudo label exists).
+    """
+
+    confidence: bool = True
+    d_lr: float = 0.5
+    d_l: float = 1.0
+    d_r: float = 1.0
+    s_lr: float = 0.5
+    s_l: float = 1.5
+    s_r: float = 1.5
 
 
 @dataclass
@@ -150,6 +173,11 @@ class LossSection:
     added to the left logits where trusted and scored against the left labels; the first
     ``seg_warp_border`` columns are masked and the untrusted (invalid or occluded) regions are
     dilated by a ``seg_warp_dilation`` square (paper: 60 columns of 2048, 8x8). 0 = off.
+
+    ``cross_view``: pseudo_mtl's losses (:class:`CrossViewSection`); absent = the other
+    architectures' losses. ``contrastive`` > 0 adds synchronized's CLIP-style contrastive loss
+    (seed 004) between the depth and segmentation maps of the batch with that weight, outside
+    the task weighting; it needs both tasks and a batch of at least 2. 0 = off.
     """
 
     weighting: str = "fixed"
@@ -164,6 +192,8 @@ class LossSection:
     seg_warp_disparity: str = "ground_truth"
     seg_warp_border: int = 0
     seg_warp_dilation: int = 8
+    cross_view: CrossViewSection | None = None
+    contrastive: float = 0.0
 
 
 @dataclass
@@ -374,6 +404,35 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(
             f"need loss.seg_warp_border >= 0 and loss.seg_warp_dilation >= 1, got "
             f"{loss.seg_warp_border}, {loss.seg_warp_dilation}"
+        )
+    if loss.cross_view is not None:
+        cv = loss.cross_view
+        weights = {k: getattr(cv, k) for k in ("d_lr", "d_l", "d_r", "s_lr", "s_l", "s_r")}
+        negative = {k: v for k, v in weights.items() if v < 0}
+        if negative:
+            raise ConfigError(f"loss.cross_view weights must be >= 0 (0 = off), got {negative}")
+        if loss.seg_warp > 0:
+            raise ConfigError(
+                "loss.cross_view (pseudo_mtl's two-view losses) and loss.seg_warp (corr_mtl's "
+                "warp method) cannot be combined; set loss.seg_warp: 0"
+            )
+    if loss.contrastive < 0:
+        raise ConfigError(f"loss.contrastive must be >= 0 (0 = off), got {loss.contrastive}")
+    if loss.contrastive > 0:
+        if sorted(t.tasks) != sorted(TASKS):
+            raise ConfigError(
+                "loss.contrastive compares depth and segmentation maps: it needs both tasks in "
+                f"train.tasks, got {t.tasks}"
+            )
+        if t.batch_size < 2:
+            raise ConfigError(
+                "loss.contrastive needs train.batch_size >= 2 (the other images of the batch "
+                "are the negatives)"
+            )
+    if isinstance(t.init_weights, list) and (not t.init_weights or not all(t.init_weights)):
+        raise ConfigError(
+            f"train.init_weights must be a checkpoint or a non-empty list of them, got "
+            f"{t.init_weights}"
         )
     if loss.seg_warp > 0:
         if "segmentation" not in t.tasks:

@@ -336,6 +336,22 @@ def epoch_loader(
     )
 
 
+TARGET_KEYS = (
+    "disparity",
+    "valid",
+    "noc",
+    "labels",
+    "fx",
+    "baseline",
+    "doffs",
+    "right_disparity",
+    "right_labels",
+    "confidence",
+    "right_confidence",
+)
+"""The batch entries a training step sees (:func:`~.datasets.base.to_tensors`)."""
+
+
 def batch_on_device(
     batch: Mapping[str, torch.Tensor],
     device: torch.device,
@@ -344,14 +360,11 @@ def batch_on_device(
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """Normalised left and right images and the ground truth of a collated batch (with each
     sample's ``fx``, ``baseline`` and ``doffs``, which a depth network's loss needs for
-    ``fx * B / (d + doffs)``)."""
+    ``fx * B / (d + doffs)``, and the right view's disparity, labels and the teacher's
+    confidences where the data has them, for the two-view losses)."""
     left = normalize(batch["left"].to(device, non_blocking=True), mean, std)
     right = normalize(batch["right"].to(device, non_blocking=True), mean, std)
-    target = {
-        k: batch[k].to(device, non_blocking=True)
-        for k in ("disparity", "valid", "noc", "labels", "fx", "baseline", "doffs")
-        if k in batch
-    }
+    target = {k: batch[k].to(device, non_blocking=True) for k in TARGET_KEYS if k in batch}
     return left, right, target
 
 

@@ -6,6 +6,10 @@ combined by the recipe's :class:`~stereo_semantic_ros.losses.LossWeighting` (fix
 or uncertainty); the defaults are the ESP joint paper's. AMP (fp16 autocast with a
 GradScaler) only on CUDA. With ``loss.seg_warp`` the network also runs on the mirrored pair
 and the warp method's loss (:func:`~stereo_semantic_ros.losses.warped_fusion_loss`) is added.
+With ``loss.cross_view`` (pseudo_mtl) a single-image network runs on both images of the pair
+and is trained with :func:`~stereo_semantic_ros.mono_losses.pseudo_label_losses`; with
+``loss.contrastive`` (synchronized) the CLIP-style loss of
+:func:`~stereo_semantic_ros.mono_losses.contrastive_loss` is added.
 """
 
 from __future__ import annotations
@@ -23,9 +27,15 @@ from stereo_semantic_ros.losses import (
     task_losses,
     warped_fusion_loss,
 )
+from stereo_semantic_ros.mono_losses import (
+    CROSS_VIEW_TERMS,
+    CrossViewWeights,
+    contrastive_loss,
+    pseudo_label_losses,
+)
 from stereo_semantic_ros.networks import geometry_of, get_model_builder
 from stereo_semantic_ros.networks.contract import network_traits
-from stereo_semantic_ros.training.config import TrainConfig
+from stereo_semantic_ros.training.config import ConfigError, TrainConfig
 from stereo_semantic_ros.training.distributed import DistInfo, unwrap
 
 # a few non-finite losses are skipped; more than this many means the run has diverged
@@ -40,6 +50,14 @@ class SegWarp:
     disparity: str = "ground_truth"
     border_columns: int = 0
     dilation: int = 8
+
+
+@dataclass(frozen=True)
+class CrossView:
+    """The recipe's ``loss.cross_view`` (see :class:`CrossViewSection`)."""
+
+    confidence: bool = True
+    weights: CrossViewWeights = CrossViewWeights()
 
 
 @dataclass
@@ -60,11 +78,19 @@ class Optimisation:
     max_depth: float | None = None
     skipped_nonfinite: int = 0
     seg_warp: SegWarp = SegWarp()
+    cross_view: CrossView | None = None
+    contrastive: float = 0.0
 
     @property
     def extra_log_columns(self) -> list[str]:
         """Log columns beyond the tasks' and the weighting's."""
-        return ["loss_seg_warp", "seg_warp_trusted"] if self.seg_warp.weight > 0 else []
+        columns = ["loss_seg_warp", "seg_warp_trusted"] if self.seg_warp.weight > 0 else []
+        if self.cross_view is not None:
+            columns += [f"loss_{t}" for t in CROSS_VIEW_TERMS]
+            columns += ["loss_cross_view", "cross_view_trusted"]
+        if self.contrastive > 0:
+            columns += ["loss_contrastive"]
+        return columns
 
     @property
     def network(self) -> nn.Module:
@@ -108,29 +134,14 @@ class Optimisation:
         the learning rate the step used. ``step`` (1-based) only names the step in errors.
         """
         device = self.device
-        warp = self.seg_warp.weight > 0
-        b = left.shape[0]
-        if warp:
-            # the mirrored pair (views swapped) in the same batch: its segmentation, flipped
-            # back, is the right view's
-            left, right = torch.cat([left, right.flip(-1)]), torch.cat([right, left.flip(-1)])
-        with torch.autocast(device.type, dtype=torch.float16, enabled=self.use_amp):
-            stereo = "disparity" in self.tasks and geometry_of(self.network) == "disparity"
-            outputs = self.model(left, right if stereo else None)
-        right_logits = outputs["seg_logits"][b:].flip(-1) if warp else None
-        outputs = {k: v[:b] for k, v in outputs.items()}
-        terms = task_losses(
-            outputs,
-            target,
-            class_weights=self.class_weights,
-            max_disparity=self.max_disparity,
-            max_depth=self.max_depth,
-        )
-        total, metrics = self.weighting.combine(terms)
-        if right_logits is not None:
-            warp_loss, warp_metrics = self._seg_warp_loss(outputs, right_logits, target)
-            total = total + self.seg_warp.weight * warp_loss
-            metrics = {**metrics, **warp_metrics, "loss_seg_warp": float(warp_loss.detach())}
+        if self.cross_view is not None:
+            total, metrics, outputs = self._cross_view_losses(left, right, target)
+        else:
+            total, metrics, outputs = self._losses(left, right, target)
+        if self.contrastive > 0:
+            con = contrastive_loss(self.network, outputs, target)
+            total = total + self.contrastive * con
+            metrics = {**metrics, "loss_contrastive": float(con.detach())}
             metrics["loss"] = float(total.detach())
         self.optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(total):
@@ -159,6 +170,68 @@ class Optimisation:
             # step times in the log are the GPU's, not the kernel launches'
             torch.cuda.synchronize(device)
         return metrics, grad_norm, lr
+
+    def _forward(self, left: torch.Tensor, right: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            return self.model(left, right)
+
+    def _losses(
+        self, left: torch.Tensor, right: torch.Tensor, target: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float], dict[str, torch.Tensor]]:
+        """The task losses (and the warp method's) of a batch: ``(total, metrics, outputs)``."""
+        warp = self.seg_warp.weight > 0
+        b = left.shape[0]
+        if warp:
+            # the mirrored pair (views swapped) in the same batch: its segmentation, flipped
+            # back, is the right view's
+            left, right = torch.cat([left, right.flip(-1)]), torch.cat([right, left.flip(-1)])
+        stereo = "disparity" in self.tasks and geometry_of(self.network) == "disparity"
+        outputs = self._forward(left, right if stereo else None)
+        right_logits = outputs["seg_logits"][b:].flip(-1) if warp else None
+        outputs = {k: v[:b] for k, v in outputs.items()}
+        terms = task_losses(
+            outputs,
+            target,
+            class_weights=self.class_weights,
+            max_disparity=self.max_disparity,
+            max_depth=self.max_depth,
+        )
+        total, metrics = self.weighting.combine(terms)
+        if right_logits is not None:
+            warp_loss, warp_metrics = self._seg_warp_loss(outputs, right_logits, target)
+            total = total + self.seg_warp.weight * warp_loss
+            metrics = {**metrics, **warp_metrics, "loss_seg_warp": float(warp_loss.detach())}
+            metrics["loss"] = float(total.detach())
+        return total, metrics, outputs
+
+    def _cross_view_losses(
+        self, left: torch.Tensor, right: torch.Tensor, target: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float], dict[str, torch.Tensor]]:
+        """pseudo_mtl's losses: the single-image network on both images (one batch of 2B), the
+        supervised task losses through the weighting, the cross-view terms with their weights.
+        Returns ``(total, metrics, left-view outputs)``."""
+        assert self.cross_view is not None
+        b = left.shape[0]
+        outputs = self._forward(torch.cat([left, right]), None)
+        out_l = {k: v[:b] for k, v in outputs.items()}
+        out_r = {k: v[b:] for k, v in outputs.items()}
+        tasks, cross, extra = pseudo_label_losses(
+            out_l,
+            out_r,
+            target,
+            confidence=self.cross_view.confidence,
+            class_weights=self.class_weights,
+            max_disparity=self.max_disparity,
+        )
+        total, metrics = self.weighting.combine(tasks)
+        weights = self.cross_view.weights.as_dict()
+        weighted = sum((weights[k] * v for k, v in cross.items() if weights[k] > 0), total * 0.0)
+        total = total + weighted
+        metrics = {**metrics, **extra}
+        metrics.update({f"loss_{k}": float(v.detach()) for k, v in cross.items()})
+        metrics["loss_cross_view"] = float(weighted.detach())
+        metrics["loss"] = float(total.detach())
+        return total, metrics, out_l
 
     def _seg_warp_loss(
         self,
@@ -219,6 +292,26 @@ def build_optimisation(cfg: TrainConfig, num_classes: int, device: torch.device)
     )
     use_amp = tcfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    cross_view = None
+    if cfg.loss.cross_view is not None:
+        if geometry_of(model) != "depth":
+            raise ConfigError(
+                f"loss.cross_view runs a single-image network on each view; "
+                f"{cfg.model.architecture} is a stereo network (geometry "
+                f"{geometry_of(model)!r}): use pseudo_mtl (or another depth network)"
+            )
+        cv = cfg.loss.cross_view
+        cross_view = CrossView(
+            confidence=cv.confidence,
+            weights=CrossViewWeights(
+                d_lr=cv.d_lr, d_l=cv.d_l, d_r=cv.d_r, s_lr=cv.s_lr, s_l=cv.s_l, s_r=cv.s_r
+            ),
+        )
+    if cfg.loss.contrastive > 0 and not callable(getattr(model, "contrastive_embeddings", None)):
+        raise ConfigError(
+            f"loss.contrastive needs a network with contrastive_embeddings (synchronized); "
+            f"{cfg.model.architecture} has none"
+        )
     return Optimisation(
         model=model,
         hyper_parameters=hyper,
@@ -235,4 +328,6 @@ def build_optimisation(cfg: TrainConfig, num_classes: int, device: torch.device)
             border_columns=cfg.loss.seg_warp_border,
             dilation=cfg.loss.seg_warp_dilation,
         ),
+        cross_view=cross_view,
+        contrastive=cfg.loss.contrastive,
     )

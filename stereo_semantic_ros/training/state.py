@@ -128,26 +128,55 @@ def open_resume_checkpoint(resume: str, out: Path) -> tuple[Path | None, Checkpo
     return resume_path, ckpt
 
 
-def open_init_checkpoint(cfg: TrainConfig) -> Checkpoint | None:
-    """The checkpoint ``train.init_weights`` names (None when empty), checked against the
-    recipe's model: a second stage fine-tunes the same network, so a different architecture or
-    hyper-parameter is a :class:`ConfigError` naming both."""
-    name = cfg.train.init_weights
-    if not name:
-        return None
-    try:
-        path = resolve_weights(name)
-    except ResourceError as exc:
-        raise ConfigError(f"train.init_weights: {exc}") from None
-    ckpt = load_checkpoint(path)  # type: ignore[arg-type]  # never None for a non-empty name
-    want = dict(cfg.model.hyper_parameters)
-    have = {k: v for k, v in ckpt.hyper_parameters.items() if k not in ("tasks", "num_classes")}
-    if ckpt.architecture != cfg.model.architecture or have != want:
+def open_init_checkpoints(cfg: TrainConfig) -> list[Checkpoint]:
+    """The checkpoints ``train.init_weights`` names (one, a list, or none), each checked against
+    the recipe's model: a second stage fine-tunes the same network, so a different architecture
+    or hyper-parameter (but ``tasks``) is a :class:`ConfigError` naming both."""
+    names = cfg.train.init_weights
+    names = [names] if isinstance(names, str) else list(names)
+    ckpts = []
+    for name in (n for n in names if n):
+        try:
+            path = resolve_weights(name)
+        except ResourceError as exc:
+            raise ConfigError(f"train.init_weights: {exc}") from None
+        ckpt = load_checkpoint(path)  # type: ignore[arg-type]  # never None for a non-empty name
+        want = dict(cfg.model.hyper_parameters)
+        have = {k: v for k, v in ckpt.hyper_parameters.items() if k not in ("tasks", "num_classes")}
+        if ckpt.architecture != cfg.model.architecture or have != want:
+            raise ConfigError(
+                f"train.init_weights {path} holds {ckpt.architecture} {have}, but the recipe's "
+                f"model is {cfg.model.architecture} {want}; a fine-tuning stage keeps the "
+                "network as it is"
+            )
+        ckpts.append(ckpt)
+    return ckpts
+
+
+def initial_state_dict(model: torch.nn.Module, ckpts: Sequence[Checkpoint]) -> dict[str, Any]:
+    """The start of a fine-tuning stage: each of ``model``'s parameters and buffers from the
+    first of ``ckpts`` that holds it with its shape (so ``[depth.pt, segmentation.pt]`` gives
+    pseudo_mtl the depth network's encoder and the segmentation network's decoder).
+
+    Raises:
+        ConfigError: an entry no checkpoint holds (a task none of them was trained for).
+    """
+    merged: dict[str, Any] = {}
+    for key, value in model.state_dict().items():
+        for ckpt in ckpts:
+            have = ckpt.state_dict.get(key)
+            if have is not None and tuple(have.shape) == tuple(value.shape):
+                merged[key] = have
+                break
+    missing = [k for k in model.state_dict() if k not in merged]
+    if missing:
+        sources = ", ".join(str(c.source) for c in ckpts)
         raise ConfigError(
-            f"train.init_weights {path} holds {ckpt.architecture} {have}, but the recipe's model "
-            f"is {cfg.model.architecture} {want}; a fine-tuning stage keeps the network as it is"
+            f"train.init_weights ({sources}) holds no weights for {len(missing)} entries of the "
+            f"network, e.g. {', '.join(missing[:3])}: add a checkpoint trained for that task "
+            "(tasks held: " + "; ".join(str(c.hyper_parameters.get("tasks")) for c in ckpts) + ")"
         )
-    return ckpt
+    return merged
 
 
 def resume_training(
