@@ -22,6 +22,7 @@ from stereo_semantic_ros.datasets.base import DatasetError, StereoDataset
 from stereo_semantic_ros.datasets.cityscapes import Cityscapes
 from stereo_semantic_ros.datasets.kitti import Kitti2015
 from stereo_semantic_ros.datasets.middlebury import TwoViewBenchmark, is_builtin, open_builtin
+from stereo_semantic_ros.datasets.pseudo_labels import PseudoLabels
 from stereo_semantic_ros.datasets.vkitti2 import VirtualKitti2
 
 __all__ = [
@@ -114,6 +115,10 @@ def _vkitti2(
     )
 
 
+def _pseudo_labels(root: Path, split: Split, augment: Any, *_: Any) -> PseudoLabels:
+    return PseudoLabels(root, str(split), augment=augment)
+
+
 def _two_view(variant: str) -> Callable[..., StereoDataset]:
     def read(root: Path, split: Split, augment: Any, *_: Any) -> TwoViewBenchmark:
         return TwoViewBenchmark(root, variant, scenes=_scenes(split), augment=augment)
@@ -161,6 +166,16 @@ DATASETS: dict[str, DatasetSpec] = {
             _vkitti2,
             labels=True,
             variations=True,
+        ),
+        DatasetSpec(
+            "pseudo_labels",
+            "stereo-semantic-pseudo-label output (a teacher's disparity, confidence, labels)",
+            _pseudo_labels,
+            labels=True,
+            right_truth=True,
+            train_split="pseudo",
+            eval_split="ground_truth",
+            split_help="pseudo (the teacher's labels) | ground_truth (the source's own)",
         ),
         DatasetSpec(
             "middlebury",
