@@ -38,6 +38,7 @@ ENTRY_POINTS = {
     "stereo-semantic-play": "stereo_semantic_ros.ros.play:main",
     "stereo-semantic-echo": "stereo_semantic_ros.ros.echo:main",
     "stereo-semantic-export": "stereo_semantic_ros.export:main",
+    "stereo-semantic-pseudo-label": "stereo_semantic_ros.pseudo_label:main",
 }
 
 
