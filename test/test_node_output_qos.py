@@ -58,7 +58,7 @@ def test_output_depth_is_the_default_and_still_overridable(live: tuple) -> None:
     values = driver.get_parameters(*names)
     expected = {n: 2 if "/disparity/color." in n else OUTPUT_DEPTH for n in names}
     assert values == expected
-    assert OUTPUT_DEPTH == 5
+    assert OUTPUT_DEPTH == 10
 
 
 def test_every_published_frame_arrives_on_every_output(live: tuple) -> None:

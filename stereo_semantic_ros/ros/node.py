@@ -113,25 +113,29 @@ NO_SET_WARN_S = 2.0
 WORKER_JOIN_S = 10.0
 """How long cleanup / shutdown waits for a frame still in inference."""
 
-OUTPUT_DEPTH = 5
+OUTPUT_DEPTH = 10
 """History depth of the output publishers (reliable, volatile; ``qos_overrides`` still apply).
 
 Not stereo_image_proc's (and design.md's) depth 1, which loses frames to a reliable subscriber
 that keeps up. Measured with test/measure_output_qos.py (the node on the CPU, 640x480 frames at
-1 Hz, every output subscribed): at depth 1 each topic got 14-20 of the 20 frames published, at
-depth 5 all 20 (and all 21 in a second run) on every topic. Publishing the same messages back to
-back between two plain rclpy processes over Fast DDS: 17-28 of 30 per topic at depth 1 (2 Hz,
-and still at 0.5 Hz), 25-30 at depth 2 and 3, all 30 at depth 5 (all 50 at 10 Hz); one topic
-alone, or small messages, lost nothing at depth 1. Why: a burst of large outputs overflows the
-receiver's transport buffers (UDP and shared memory alike), so some samples are lost on their
-first sending, with the heartbeat sent after them. The reliable protocol resends a sample only
-once the reader learns it is missing, from the writer's next heartbeat: Fast DDS's periodic one
-comes every 3 s, the next piggy-backed one with the same topic's next sample. At depth 1 that
-next sample has already replaced the missing one in the publisher's history and the heartbeat
-announces only the new one, so the old one is gone (with a 20 ms heartbeat period depth 1 lost
-nothing, which confirms it). At depth N the last N frames stay resendable. The cost is memory
-on the publisher side, only for topics that are published (have subscribers): up to N messages
-of each (about 5 x 12 MB for every output of a 640x480 frame).
+1 Hz, all eight outputs subscribed): at depth 1 each topic got 14-20 of the 20 frames
+published, at depth 5 all (20 of 20, 21 of 21), at depth 10 all (27 of 27, 23 of 23). That
+run is gentle (inference paces the bursts); test/measure_dds_burst.py publishes the same eight
+messages back to back between two plain rclpy processes over Fast DDS, 30 frames at 2 Hz:
+depth 1 18-30 per topic (and still lost at 0.5 Hz), depth 5 23-30 (1 Hz: 29-30; 10 Hz: 47-50
+of 50), depth 10 all 30 in two runs and all 50 at 10 Hz; one topic alone, or small messages,
+lost nothing at depth 1. Why: a burst of large outputs overflows the receiver's transport buffers
+(UDP and shared memory alike), so some samples are lost on their first sending, with the
+heartbeat sent after them. The reliable protocol resends a sample only once the reader learns
+it is missing, from the writer's next heartbeat: Fast DDS's periodic one comes every 3 s, the
+next piggy-backed one with the same topic's next sample, and a resend can be lost in the next
+burst again. At depth 1 the next sample has already replaced the missing one in the publisher's
+history and the heartbeat announces only the new one, so the old one is gone (with a 20 ms
+heartbeat period depth 1 lost nothing, which confirms it); at depth N the last N frames stay
+resendable, and 10 frames were enough in every run. The cost is memory on the publisher side,
+only for topics that are published (have subscribers): up to N messages of each, about 10 x 13
+MB for every output of a 640x480 frame (points2 is 6 of them; lower its depth through
+``qos_overrides./points2.publisher.depth`` where memory is short).
 """
 
 DEACTIVATED_DETAIL = (
