@@ -135,6 +135,7 @@ TINY_RECIPES = {
     "esp_joint": "tiny_test.yaml",
     "corr_mtl": "corr_mtl_tiny_test.yaml",
     "hybridnet": "hybridnet_tiny_test.yaml",
+    "pseudo_mtl": "pseudo_mtl_tiny_test.yaml",
 }
 
 

@@ -221,9 +221,8 @@ def _start_up_failure(colcon_build: Any, tmp_path: Path, *args: str) -> tuple[in
     ("args", "expected"),
     [
         (
-            ("-p", "architecture:=pseudo_mtl"),
-            r"architecture 'pseudo_mtl' is not implemented in this "
-            r"release; available: corr_mtl, esp_joint, hybridnet",
+            ("-p", "architecture:=psmnet"),
+            r"architecture must be one of corr_mtl, esp_joint, hybridnet, pseudo_mtl",
         ),
         (
             ("-p", "approximate_sync:=true", "-p", "sync_slop:=0.0"),

@@ -115,7 +115,7 @@ def test_bad_values_are_refused_with_a_reason(name: str, value: object, words: s
 def test_designed_but_unregistered_architectures_are_not_implemented(architecture: str) -> None:
     with pytest.raises(
         SettingsError,
-        match="not implemented in this release; available: corr_mtl, esp_joint, hybridnet",
+        match=f"not implemented in this release; available: {', '.join(ARCHITECTURES)}",
     ):
         check_value("architecture", architecture)
 

@@ -114,7 +114,37 @@ def hybridnet_case() -> Case:
     )
 
 
-CASES = {"esp_joint": esp_joint_case, "corr_mtl": corr_mtl_case, "hybridnet": hybridnet_case}
+def pseudo_mtl_case() -> Case:
+    """One textured image whose pseudo disparity is 8 px below and 4 px above (fx * B = 80:
+    depth 10 m and 20 m), two classes; seed 003's supervised losses with the paper's weights."""
+    from stereo_semantic_ros.mono_losses import confidence_l1
+
+    h, w = 32, 64
+    image = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    lower = torch.arange(h)[:, None] >= h // 2
+    disparity = torch.where(lower, 8.0, 4.0).expand(1, 1, h, w)
+    labels = torch.where(lower, 0, 10).expand(1, h, w).long()
+    confidence = torch.ones(1, 1, h, w)
+
+    def losses(out: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        d = confidence_l1(confidence, 80.0 / out["depth"] / w, disparity / w)
+        return d, segmentation_loss(out["seg_logits"], labels)
+
+    return Case(
+        model=get_model("pseudo_mtl", width=8, max_depth=50.0),
+        inputs=(image,),
+        losses=losses,
+        total=lambda out: 850 * losses(out)[0] + 2.5 * losses(out)[1],  # a_d, a_s
+        steps=60,
+    )
+
+
+CASES = {
+    "esp_joint": esp_joint_case,
+    "corr_mtl": corr_mtl_case,
+    "hybridnet": hybridnet_case,
+    "pseudo_mtl": pseudo_mtl_case,
+}
 
 
 def test_every_registered_architecture_has_an_overfit_case():

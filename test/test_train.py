@@ -21,7 +21,9 @@ import yaml
 from stereo_semantic_ros.checkpoint import load_checkpoint
 from stereo_semantic_ros.datasets.kitti import Kitti2015
 from stereo_semantic_ros.losses import class_weights_from_frequencies
+from stereo_semantic_ros.mono_losses import CROSS_VIEW_TERMS
 from stereo_semantic_ros.networks import get_model, list_models
+from stereo_semantic_ros.networks.contract import TASKS
 from stereo_semantic_ros.pipeline import StereoPipeline
 from stereo_semantic_ros.train import main
 from stereo_semantic_ros.training.config import ConfigError, config_from_dict, load_config
@@ -35,13 +37,17 @@ TINY_RECIPES = {
     "esp_joint": TINY,
     "corr_mtl": REPO / "config" / "train" / "corr_mtl_tiny_test.yaml",
     "hybridnet": REPO / "config" / "train" / "hybridnet_tiny_test.yaml",
+    "pseudo_mtl": REPO / "config" / "train" / "pseudo_mtl_tiny_test.yaml",
 }
 SHIPPED_RECIPES = {
     "esp_joint": SHIPPED,
     "corr_mtl": REPO / "config" / "train" / "corr_mtl_synthetic.yaml",
     "hybridnet": REPO / "config" / "train" / "hybridnet_synthetic.yaml",
+    "pseudo_mtl": REPO / "config" / "train" / "pseudo_mtl_synthetic.yaml",
 }
 ARCHITECTURES = list_models()
+DEPTH = ("hybridnet", "pseudo_mtl")
+"""The single-image architectures (geometry ``depth``)."""
 
 
 def _env() -> dict[str, str]:
@@ -148,6 +154,13 @@ def test_recipes_are_valid(arch):
         assert not recipe.loss.class_weights
         with pytest.raises(ConfigError, match="unknown key"):
             load_config(TINY_RECIPES[arch], ["model.patch_size=1"])
+    if arch == "pseudo_mtl":
+        # the paper's a_d 850, a_s 2.5 and cross-view weights (Sec. 4.2), with confidence
+        for cfg in (tiny, recipe):
+            assert (cfg.loss.w_disp, cfg.loss.w_seg) == (850.0, 2.5)
+            cv = cfg.loss.cross_view
+            assert cv.confidence and (cv.d_lr, cv.d_l, cv.d_r) == (0.5, 1.0, 1.0)
+            assert (cv.s_lr, cv.s_l, cv.s_r) == (0.5, 1.5, 1.5)
 
 
 def _tiny_args(arch: str, data_root: Path, out: Path, *extra: str) -> list[str]:
@@ -167,7 +180,14 @@ def test_tiny_run_trains_and_serves(arch, data_root, tmp_path):
         # network's disparity task is served by its depth output (L_DL + L_DN in m^2)
         fixed = cfg.loss.w_disp * r["loss_disparity"] + cfg.loss.w_seg * r["loss_segmentation"]
         warp = cfg.loss.seg_warp * r["loss_seg_warp"] if cfg.loss.seg_warp else 0.0
-        assert r["loss"] == pytest.approx(fixed + warp, rel=1e-4)
+        # pseudo_mtl's cross-view terms, weighted (logged as their weighted sum)
+        cross = r["loss_cross_view"] if cfg.loss.cross_view else 0.0
+        if cfg.loss.cross_view:
+            weights = {k: getattr(cfg.loss.cross_view, k) for k in CROSS_VIEW_TERMS}
+            assert cross == pytest.approx(
+                sum(w * r[f"loss_{k}"] for k, w in weights.items()), rel=1e-4
+            )
+        assert r["loss"] == pytest.approx(fixed + warp + cross, rel=1e-4)
         assert np.isfinite(r["grad_norm"]) and r["loss_disparity"] > 0
         if cfg.loss.seg_warp:
             assert 0.0 < r["seg_warp_trusted"] <= 1.0
@@ -189,7 +209,7 @@ def test_tiny_run_trains_and_serves(arch, data_root, tmp_path):
             for u in model.alpha_layers.values()
         )
     pipe = StereoPipeline.from_checkpoint(out / "final.pt", device="cpu")
-    assert pipe.geometry == model.geometry == ("depth" if arch == "hybridnet" else "disparity")
+    assert pipe.geometry == model.geometry == ("depth" if arch in DEPTH else "disparity")
     sample = Kitti2015(data_root, "training")[0]
     result = pipe.run(sample.left, sample.right, sample.calib)
     assert result.disparity.shape == result.labels.shape == (48, 96)
@@ -220,7 +240,7 @@ def test_single_task_modes(arch, task, data_root, tmp_path):
     rows = _log(out)
     other = "segmentation" if task == "disparity" else "disparity"
     assert f"loss_{task}" in rows[0] and f"loss_{other}" not in rows[0]
-    assert all(len([k for k in r if k.startswith("loss_")]) == 1 for r in rows)
+    assert all(len([k for k in r if k in (f"loss_{t}" for t in TASKS)]) == 1 for r in rows)
     weighted = task == "segmentation" and cfg.loss.class_weights
     assert (final.class_weights is None) == (not weighted)
 

@@ -5,6 +5,7 @@ from stereo_semantic_ros.networks import (  # noqa: F401  (importing registers t
     corr_mtl,
     esp_joint,
     hybridnet,
+    pseudo_mtl,
 )
 from stereo_semantic_ros.networks.registry import (
     GEOMETRIES,

@@ -43,8 +43,8 @@ PACKAGE = "stereo_semantic_ros"
 #: Values the ``architecture`` parameter may name (design.md). Only registered ones can run.
 ARCHITECTURES = tuple(list_models())
 """The architectures this release can run: the model registry's names."""
-PLANNED_ARCHITECTURES = ("pseudo_mtl", "synchronized")
-"""In the design (../shared/design.md) but not implemented yet: refused with that reason."""
+PLANNED_ARCHITECTURES = tuple(a for a in ("pseudo_mtl", "synchronized") if a not in ARCHITECTURES)
+"""In the design (../shared/design.md) but not registered yet: refused with that reason."""
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 QOS_RELIABILITIES = ("best_effort", "reliable")
 IMAGE_TRANSPORTS = ("raw", "compressed")
