@@ -139,7 +139,8 @@ MB for every output of a 640x480 frame (points2 is 6 of them; lower its depth th
 """
 
 DEACTIVATED_DETAIL = (
-    "the node was deactivated (lifecycle) before this frame's outputs were published. Frame dropped"
+    "the node stopped processing (lifecycle deactivate, or shutdown) before this frame's outputs "
+    "were published. Frame dropped"
 )
 
 
