@@ -372,7 +372,7 @@ def contrastive_loss(
     batch: Mapping[str, torch.Tensor],
 ) -> torch.Tensor:
     """synchronized's contrastive loss of a batch: :func:`clip_loss` between the network's
-    embeddings (``network.contrastive_embeddings``, ``network.logit_scale``) of its predicted
+    embeddings (``network.contrastive_embeddings``, ``network.clip_logit_scale``) of its predicted
     depth and segmentation maps, plus the same between the batch's ground-truth (or pseudo) maps
     where it has both (``disparity`` with ``fx``/``baseline``, and ``labels``).
 
@@ -389,7 +389,7 @@ def contrastive_loss(
         raise ValueError("the contrastive loss needs both the depth and the segmentation output")
     probs = torch.softmax(outputs["seg_logits"].float(), 1)
     a, b = network.contrastive_embeddings(outputs["depth"], probs)
-    loss = clip_loss(a, b, network.logit_scale)
+    loss = clip_loss(a, b, network.clip_logit_scale)
     if all(k in batch for k in ("disparity", "valid", "fx", "baseline", "labels")):
         depth, valid = depth_from_disparity(
             batch["disparity"], batch["valid"], batch["fx"], batch["baseline"], batch.get("doffs")
@@ -400,5 +400,5 @@ def contrastive_loss(
         onehot = F.one_hot(labels.masked_fill(~known, 0), probs.shape[1]).permute(0, 3, 1, 2)
         onehot = onehot.float() * known[:, None].float()
         a, b = network.contrastive_embeddings(depth, onehot)
-        loss = loss + clip_loss(a, b, network.logit_scale)
+        loss = loss + clip_loss(a, b, network.clip_logit_scale)
     return loss

@@ -136,6 +136,7 @@ TINY_RECIPES = {
     "corr_mtl": "corr_mtl_tiny_test.yaml",
     "hybridnet": "hybridnet_tiny_test.yaml",
     "pseudo_mtl": "pseudo_mtl_tiny_test.yaml",
+    "synchronized": "synchronized_tiny_test.yaml",
 }
 
 

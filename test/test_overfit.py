@@ -139,11 +139,35 @@ def pseudo_mtl_case() -> Case:
     )
 
 
+def synchronized_case() -> Case:
+    """One textured image (depth 4 m below, 20 m above, two classes), the package's depth loss
+    and cross-entropy, as synchronized's recipe weighs them."""
+    h, w = 32, 64
+    image = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    lower = torch.arange(h)[:, None] >= h // 2
+    depth = torch.where(lower, 4.0, 20.0).expand(1, 1, h, w)
+    labels = torch.where(lower, 0, 10).expand(1, h, w).long()
+    valid = torch.ones(1, 1, h, w, dtype=torch.bool)
+
+    def losses(out: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        d = depth_loss(out["depth"], depth, valid)
+        return d, segmentation_loss(out["seg_logits"], labels)
+
+    return Case(
+        model=get_model("synchronized", width=8, max_depth=50.0),
+        inputs=(image,),
+        losses=losses,
+        total=lambda out: losses(out)[0] + 1000 * losses(out)[1],
+        steps=60,
+    )
+
+
 CASES = {
     "esp_joint": esp_joint_case,
     "corr_mtl": corr_mtl_case,
     "hybridnet": hybridnet_case,
     "pseudo_mtl": pseudo_mtl_case,
+    "synchronized": synchronized_case,
 }
 
 

@@ -38,15 +38,17 @@ TINY_RECIPES = {
     "corr_mtl": REPO / "config" / "train" / "corr_mtl_tiny_test.yaml",
     "hybridnet": REPO / "config" / "train" / "hybridnet_tiny_test.yaml",
     "pseudo_mtl": REPO / "config" / "train" / "pseudo_mtl_tiny_test.yaml",
+    "synchronized": REPO / "config" / "train" / "synchronized_tiny_test.yaml",
 }
 SHIPPED_RECIPES = {
     "esp_joint": SHIPPED,
     "corr_mtl": REPO / "config" / "train" / "corr_mtl_synthetic.yaml",
     "hybridnet": REPO / "config" / "train" / "hybridnet_synthetic.yaml",
     "pseudo_mtl": REPO / "config" / "train" / "pseudo_mtl_synthetic.yaml",
+    "synchronized": REPO / "config" / "train" / "synchronized_synthetic.yaml",
 }
 ARCHITECTURES = list_models()
-DEPTH = ("hybridnet", "pseudo_mtl")
+DEPTH = ("hybridnet", "pseudo_mtl", "synchronized")
 """The single-image architectures (geometry ``depth``)."""
 
 
@@ -187,7 +189,8 @@ def test_tiny_run_trains_and_serves(arch, data_root, tmp_path):
             assert cross == pytest.approx(
                 sum(w * r[f"loss_{k}"] for k, w in weights.items()), rel=1e-4
             )
-        assert r["loss"] == pytest.approx(fixed + warp + cross, rel=1e-4)
+        con = cfg.loss.contrastive * r["loss_contrastive"] if cfg.loss.contrastive else 0.0
+        assert r["loss"] == pytest.approx(fixed + warp + cross + con, rel=1e-4)
         assert np.isfinite(r["grad_norm"]) and r["loss_disparity"] > 0
         if cfg.loss.seg_warp:
             assert 0.0 < r["seg_warp_trusted"] <= 1.0
@@ -230,6 +233,8 @@ def test_single_task_modes(arch, task, data_root, tmp_path):
     extra = ["--no-progress", "--max-steps", "2", "--set", f"train.tasks=[{task}]"]
     if cfg.loss.seg_warp:  # the warp loss is a segmentation loss; off, to see one task alone
         extra += ["--set", "loss.seg_warp=0"]
+    if cfg.loss.contrastive:  # it compares the two tasks' maps
+        extra += ["--set", "loss.contrastive=0"]
     assert main(_tiny_args(arch, data_root, out, *extra)) == 0
     final = load_checkpoint(out / "final.pt")
     assert final.hyper_parameters["tasks"] == [task]

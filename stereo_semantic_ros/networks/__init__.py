@@ -6,6 +6,7 @@ from stereo_semantic_ros.networks import (  # noqa: F401  (importing registers t
     esp_joint,
     hybridnet,
     pseudo_mtl,
+    synchronized,
 )
 from stereo_semantic_ros.networks.registry import (
     GEOMETRIES,
