@@ -29,6 +29,7 @@ from stereo_semantic_ros.labels import CITYSCAPES_19, get_label_set
 from stereo_semantic_ros.networks import list_models
 from stereo_semantic_ros.outputs import OUTPUTS, SWITCHES, OutputStyle
 from stereo_semantic_ros.pipeline import (
+    BACKENDS,
     OVERSIZE_POLICIES,
     PRECISIONS,
     InputBound,
@@ -83,9 +84,17 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ),
     ParameterSpec(
         "weights",
-        "checkpoint file; a relative path is tried in the current directory, then in the "
-        "package's models/ directory (a missing file is an error); '' runs an UNTRAINED network "
-        "with random weights (plumbing tests only)",
+        "checkpoint file (backend onnxruntime: an .onnx graph written by "
+        "stereo-semantic-export); a relative path is tried in the current directory, then in "
+        "the package's models/ directory (a missing file is an error); '' runs an UNTRAINED "
+        "network with random weights (plumbing tests only, backend torch)",
+    ),
+    ParameterSpec(
+        "backend",
+        "what runs the network: torch, or onnxruntime with weights an exported .onnx graph "
+        "(CPU; CUDA / TensorRT execution providers where onnxruntime-gpu has them); the same "
+        "pre- and post-processing either way",
+        choices=BACKENDS,
     ),
     ParameterSpec("device", "torch device: auto (first CUDA GPU, else CPU), cpu, cuda or cuda:N"),
     ParameterSpec(
@@ -285,6 +294,7 @@ class NodeSettings:
 
     architecture: str = "esp_joint"
     weights: str = ""
+    backend: str = "torch"
     device: str = "auto"
     precision: str = "fp32"
     max_disparity: int = 0
@@ -315,6 +325,15 @@ class NodeSettings:
     def __post_init__(self) -> None:
         for name in SPECS:
             object.__setattr__(self, name, check_value(name, getattr(self, name)))
+        if self.backend == "onnxruntime" and (
+            not self.weights or Path(self.weights).suffix == ".pt"
+        ):
+            given = f"the checkpoint {self.weights!r}" if self.weights else "no weights ('')"
+            raise SettingsError(
+                f"backend onnxruntime runs an exported ONNX graph, but weights is {given}; "
+                "export one with 'stereo-semantic-export WEIGHTS.pt -o FILE.onnx' and set "
+                "weights to FILE.onnx, or use backend torch"
+            )
         if self.approximate_sync and self.sync_slop <= 0.0:
             raise SettingsError(
                 "approximate_sync needs sync_slop > 0 s: a set is accepted only when its stamps "
@@ -399,7 +418,7 @@ class NodeSettings:
                 return StereoPipeline.untrained(
                     self.architecture, label_set=label_set, **hyper, **options
                 )
-            pipeline = StereoPipeline.from_checkpoint(path, **options)
+            pipeline = StereoPipeline.from_checkpoint(path, backend=self.backend, **options)
         except SettingsError:
             raise
         except ValueError as exc:
