@@ -224,7 +224,7 @@ def test_corr_mtl_config_loads_its_shipped_weights_and_runs() -> None:
     differ = {k for k in SPECS if params[k] != esp[k]}
     # min_confidence belongs to the weights (measured for each in its model card)
     assert differ == {"architecture", "weights", "min_confidence"}
-    assert params["min_confidence"] == 0.38 and esp["min_confidence"] == 0.51
+    assert params["min_confidence"] == 0.30 and esp["min_confidence"] == 0.51
     settings = NodeSettings.from_yaml(path)
     assert settings.architecture == "corr_mtl" and settings.weights == "corr_mtl_mixed.pt"
     assert settings.weights_path() == REPO / "models" / "corr_mtl_mixed.pt"
