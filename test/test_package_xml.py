@@ -47,6 +47,8 @@ MODULE_KEYS: dict[str, str | None] = {
     "skimage": "python3-skimage",
     "scipy": "python3-scipy",
     "rosbags": "python3-rosbags-pip",
+    "onnx": "python3-onnx-pip",
+    "onnxruntime": "python3-onnxruntime-pip",
     "pytest": "python3-pytest",
     "hypothesis": "python3-hypothesis",
     "mcap_ros2": "mcap-ros2-support",
