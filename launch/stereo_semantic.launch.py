@@ -2,7 +2,7 @@
 
     ros2 launch stereo_semantic_ros stereo_semantic.launch.py \
         params_file:=<file.yaml> namespace:=stereo rviz:=true fixed_frame:=camera_link \
-        approximate_sync:=true \
+        approximate_sync:=true lifecycle:=false autostart:=false \
         left_image:=/camera/left/image_rect right_image:=/camera/right/image_rect \
         left_info:=/camera/left/camera_info right_info:=/camera/right/camera_info
 
@@ -12,6 +12,11 @@ topics (the defaults keep them relative, i.e. inside the namespace). ``device`` 
 image, ``semantic/color``, ``disparity/color`` and ``points2`` of the same namespace, in
 ``fixed_frame``: the outputs carry the left image's frame_id, so use your driver's left optical
 frame, or any frame TF connects to it.
+
+``lifecycle:=true`` starts ``stereo_semantic_lifecycle_node`` instead (same node name,
+parameters, remaps and namespace): it comes up unconfigured, for a lifecycle manager or
+``ros2 lifecycle set`` to drive; ``autostart:=true`` (only with ``lifecycle:=true``) has the
+launch file configure it and, once it is inactive, activate it.
 """
 
 import os
@@ -23,14 +28,26 @@ from ament_index_python.packages import (
     get_package_share_directory,
 )
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    GroupAction,
+    OpaqueFunction,
+    RegisterEventHandler,
+)
 from launch.conditions import IfCondition
+from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node, PushRosNamespace
+from launch_ros.actions import LifecycleNode, Node, PushRosNamespace
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
 from launch_ros.parameter_descriptions import ParameterValue
+from lifecycle_msgs.msg import Transition
 
 PACKAGE = "stereo_semantic_ros"
 EXECUTABLE = "stereo_semantic_node"
+# the same node as a managed node (lifecycle:=true); it keeps EXECUTABLE as its node name
+LIFECYCLE_EXECUTABLE = "stereo_semantic_lifecycle_node"
 PARAMS_FILE = ("config", "esp_joint.yaml")
 RVIZ_CONFIG = ("config", "stereo_semantic.rviz")
 # launch argument -> the node's relative input topic it remaps
@@ -91,6 +108,60 @@ def parameter_overrides(device, approximate_sync):
     return overrides
 
 
+def _boolean(name, value):
+    parsed = BOOLEANS.get(value.strip().lower())
+    if parsed is None:
+        raise ValueError(f"{name}:={value!r} is not a boolean: use true or false")
+    return parsed
+
+
+def lifecycle_mode(lifecycle, autostart):
+    """(lifecycle, autostart) from the launch arguments of those names.
+
+    Refuses anything but true/false, and autostart:=true without lifecycle:=true (the plain
+    node has no states to drive, so the request would otherwise be silently ignored).
+    """
+    managed = _boolean("lifecycle", lifecycle)
+    start = _boolean("autostart", autostart)
+    if start and not managed:
+        raise ValueError(
+            "autostart:=true drives the lifecycle node's transitions and needs lifecycle:=true; "
+            "the plain node (lifecycle:=false) processes as soon as it starts anyway"
+        )
+    return managed, start
+
+
+def _autostart(node):
+    """Configure ``node`` now and activate it once configuring has left it inactive."""
+    activate = RegisterEventHandler(
+        OnStateTransition(
+            target_lifecycle_node=node,
+            # only the end of configuring: inactive is also reached by a later deactivate,
+            # which must stay deactivated; and only once, so cleanup + configure by hand is not
+            # followed by an activate nobody asked for
+            start_state="configuring",
+            goal_state="inactive",
+            entities=[
+                EmitEvent(
+                    event=ChangeState(
+                        lifecycle_node_matcher=matches_action(node),
+                        transition_id=Transition.TRANSITION_ACTIVATE,
+                    )
+                )
+            ],
+            handle_once=True,
+        )
+    )
+    configure = EmitEvent(
+        event=ChangeState(
+            lifecycle_node_matcher=matches_action(node),
+            transition_id=Transition.TRANSITION_CONFIGURE,
+        )
+    )
+    # the handler first: it must be in place before the node can reach inactive
+    return [activate, configure]
+
+
 def _require_rviz():
     """rviz:=true without the rviz2 package would fail deep inside launch_ros; say it here."""
     try:
@@ -114,20 +185,30 @@ def _actions(context):
             LaunchConfiguration("approximate_sync").perform(context),
         ),
     }
+    managed, autostart = lifecycle_mode(
+        LaunchConfiguration("lifecycle").perform(context),
+        LaunchConfiguration("autostart").perform(context),
+    )
     if IfCondition(LaunchConfiguration("rviz")).evaluate(context):
         _require_rviz()
-    node = Node(
-        package=PACKAGE,
-        executable=EXECUTABLE,
-        name=EXECUTABLE,
-        output="screen",
-        emulate_tty=True,
-        parameters=[node_parameters(params_file, namespace), overrides],
+    settings = {
+        "name": EXECUTABLE,
+        "output": "screen",
+        "emulate_tty": True,
+        "parameters": [node_parameters(params_file, namespace), overrides],
         # on Ctrl-C the node lets the frame in flight finish (up to 10 s on a busy CPU) before
         # it exits; launch's default of 5 s before SIGTERM would cut that short
-        sigterm_timeout="15",
-        remappings=[(topic, LaunchConfiguration(arg)) for arg, topic in INPUTS.items()],
-    )
+        "sigterm_timeout": "15",
+        "remappings": [(topic, LaunchConfiguration(arg)) for arg, topic in INPUTS.items()],
+    }
+    if managed:
+        # LifecycleNode insists on a namespace; '' is relative, so PushRosNamespace applies to
+        # it exactly as to the plain Node (which leaves it out)
+        node = LifecycleNode(
+            package=PACKAGE, executable=LIFECYCLE_EXECUTABLE, namespace="", **settings
+        )
+    else:
+        node = Node(package=PACKAGE, executable=EXECUTABLE, **settings)
     rviz = Node(
         package="rviz2",
         executable="rviz2",
@@ -144,7 +225,8 @@ def _actions(context):
         + [("/" + topic, topic) for topic in RVIZ_OUTPUTS],
         condition=IfCondition(LaunchConfiguration("rviz")),
     )
-    return [GroupAction([PushRosNamespace(namespace), node, rviz])]
+    group = GroupAction([PushRosNamespace(namespace), node, rviz])
+    return [group, *(_autostart(node) if autostart else [])]
 
 
 def generate_launch_description():
@@ -186,6 +268,17 @@ def generate_launch_description():
                 default_value="",
                 description="true: pair inputs whose stamps differ by less than sync_slop; "
                 "false: identical stamps only; '' keeps the parameter file's value",
+            ),
+            DeclareLaunchArgument(
+                "lifecycle",
+                default_value="false",
+                description="true: start stereo_semantic_lifecycle_node (unconfigured, for a "
+                "lifecycle manager or ros2 lifecycle set) instead of stereo_semantic_node",
+            ),
+            DeclareLaunchArgument(
+                "autostart",
+                default_value="false",
+                description="with lifecycle:=true: configure, then activate the node from here",
             ),
             *(
                 DeclareLaunchArgument(

@@ -40,6 +40,8 @@ REQUIRED_ARGUMENTS = {
         "fixed_frame",
         "device",
         "approximate_sync",
+        "lifecycle",
+        "autostart",
         "left_image",
         "right_image",
         "left_info",
@@ -120,7 +122,7 @@ class LaunchFileFacts(ast.NodeVisitor):
                 self.used.add(arg)
             elif isinstance(node.args[0], ast.Name):
                 self.used.update(self._loop_names(node.args[0].id))
-        elif name == "Node":
+        elif name in ("Node", "LifecycleNode"):
             self.nodes.append((self._value(kwargs["package"]), self._value(kwargs["executable"])))
         elif name == "ExecuteProcess":
             cmd = kwargs["cmd"]
@@ -262,6 +264,28 @@ def test_replay_launch_stops_when_the_player_exits() -> None:
     assert "Shutdown(" in source and "target_action=play" in source
 
 
+def test_node_launch_starts_either_node_and_drives_the_lifecycle_one() -> None:
+    """lifecycle:=true starts the lifecycle executable under the plain node's name, and
+    autostart:=true configures it, then activates it when configuring ends in inactive."""
+    from stereo_semantic_ros.ros.lifecycle_node import LIFECYCLE_EXECUTABLE
+    from stereo_semantic_ros.ros.settings import NODE_NAME
+
+    f = facts("stereo_semantic.launch.py")
+    assert (PACKAGE, f.constants["EXECUTABLE"]) in f.nodes
+    assert (PACKAGE, f.constants["LIFECYCLE_EXECUTABLE"]) in f.nodes
+    assert f.constants["LIFECYCLE_EXECUTABLE"] == LIFECYCLE_EXECUTABLE
+    assert f.constants["EXECUTABLE"] == NODE_NAME
+    assert f.handlers == ["OnStateTransition"]
+    source = (REPO / "launch" / "stereo_semantic.launch.py").read_text()
+    for needle in (
+        'start_state="configuring"',
+        'goal_state="inactive"',
+        "Transition.TRANSITION_ACTIVATE",
+        "Transition.TRANSITION_CONFIGURE",
+    ):
+        assert needle in source, needle
+
+
 def test_fixed_frame_default_is_the_rviz_configs_and_the_bags() -> None:
     f = facts("stereo_semantic.launch.py")
     assert f.constants["FIXED_FRAME"] == DEFAULT_FRAME_ID
@@ -313,7 +337,7 @@ needs_launch = pytest.mark.skipif(
     "cover the launch files here. By hand: colcon-build ros2/launch and ros2/launch_ros into a "
     "scratch workspace and put its site-packages on PYTHONPATH",
 )
-DOMAIN_ID = 124
+DOMAIN_ID = 140  # this file's own ROS domain (the real launches start a live node)
 # LaunchService.run() as `ros2 launch <package> <file> <args>` runs it
 RUN_LAUNCH = """
 import sys
@@ -409,6 +433,53 @@ def test_generate_launch_description_builds(
         assert len(players) == 1  # record:=false: the builtin player only
 
 
+def _load(path: Path, name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_launch
+@pytest.mark.parametrize("autostart", ["false", "true"])
+def test_lifecycle_argument_builds_a_lifecycle_node(
+    autostart: str, share: Path, colcon_build: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lifecycle:=true: a LifecycleNode of the lifecycle executable, under the plain node's
+    name and namespace; autostart:=true adds the activate handler and the configure event."""
+    from launch import LaunchContext
+    from launch.actions import EmitEvent, GroupAction, RegisterEventHandler
+    from launch_ros.actions import LifecycleNode
+    from launch_ros.event_handlers import OnStateTransition
+    from launch_ros.events.lifecycle import ChangeState
+    from lifecycle_msgs.msg import Transition
+
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(colcon_build.prefix))
+    module = _load(share / "launch" / "stereo_semantic.launch.py", "lifecycle_launch")
+    description = module.generate_launch_description()
+    context = LaunchContext()
+    for argument in description.get_launch_arguments():
+        context.launch_configurations[argument.name] = "".join(
+            s.perform(context) for s in argument.default_value
+        )
+    context.launch_configurations.update(lifecycle="true", autostart=autostart, namespace="ns")
+    group, *rest = module._actions(context)
+    assert isinstance(group, GroupAction)
+    (node,) = [e for e in group.get_sub_entities() if isinstance(e, LifecycleNode)]
+    assert node.node_executable == "stereo_semantic_lifecycle_node"
+    assert node.node_package == PACKAGE
+    if autostart == "false":
+        assert rest == []
+        return
+    handler, configure = rest
+    assert isinstance(handler, RegisterEventHandler)
+    assert isinstance(handler.event_handler, OnStateTransition)
+    assert isinstance(configure, EmitEvent)
+    assert isinstance(configure.event, ChangeState)
+    assert configure.event.transition_id == Transition.TRANSITION_CONFIGURE
+    assert configure.event.lifecycle_node_matcher(node)
+
+
 @needs_launch
 def test_launch_arguments_are_checked_before_anything_starts(share: Path) -> None:
     spec = importlib.util.spec_from_file_location(
@@ -420,6 +491,15 @@ def test_launch_arguments_are_checked_before_anything_starts(share: Path) -> Non
     assert module.parameter_overrides("cpu", "") == {"device": "cpu"}
     with pytest.raises(ValueError, match="approximate_sync:='yes please' is not a boolean"):
         module.parameter_overrides("", "yes please")
+    assert module.lifecycle_mode("false", "false") == (False, False)
+    assert module.lifecycle_mode("True", "false") == (True, False)
+    assert module.lifecycle_mode("true", "TRUE") == (True, True)
+    with pytest.raises(ValueError, match="lifecycle:='managed' is not a boolean: use true or"):
+        module.lifecycle_mode("managed", "false")
+    with pytest.raises(ValueError, match="autostart:='' is not a boolean"):
+        module.lifecycle_mode("true", "")
+    with pytest.raises(ValueError, match="autostart:=true .* needs lifecycle:=true"):
+        module.lifecycle_mode("false", "true")
     spec = importlib.util.spec_from_file_location(
         "replay_launch", share / "launch" / "replay.launch.py"
     )
@@ -470,14 +550,53 @@ def test_replay_launch_ends_by_itself_when_playback_ends(
     assert "stereo_semantic_node-1]: process has finished cleanly" in output, output
 
 
+def _start_launch(
+    share: Path, colcon_build: Any, tmp_path: Path, args: list[str], log_name: str
+) -> tuple[Any, Path]:
+    """stereo_semantic.launch.py under LaunchService in a subprocess of its own process group
+    (as a terminal runs ``ros2 launch``), output into a log."""
+    import subprocess
+
+    log_path = tmp_path / log_name
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                RUN_LAUNCH,
+                str(share / "launch" / "stereo_semantic.launch.py"),
+                *args,
+            ],
+            env=_launch_env(colcon_build, tmp_path),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return proc, log_path
+
+
+def _stop_launch(proc: Any) -> int:
+    """Ctrl-C as a terminal sends it: SIGINT to the whole process group. (launch does not pass
+    a SIGINT of its own on to the nodes: it assumes they got it too, and only escalates to
+    SIGTERM after sigterm_timeout.) Killed if it is still running a minute later."""
+    import signal
+    import subprocess
+
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        return proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+
+
 @needs_launch
 def test_node_launch_in_a_namespace_with_remapped_inputs(
     share: Path, colcon_build: Any, tmp_path: Path
 ) -> None:
     """stereo_semantic.launch.py started for real: the node runs in the namespace, reads the
     remapped inputs and has approximate_sync from the launch argument."""
-    import signal
-    import subprocess
     import time
 
     import rclpy
@@ -497,19 +616,7 @@ def test_node_launch_in_a_namespace_with_remapped_inputs(
         "approximate_sync:=true",
         *(f"{k}:={v}" for k, v in remaps.items()),
     ]
-    log = open(tmp_path / "launch.log", "w")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            RUN_LAUNCH,
-            str(share / "launch" / "stereo_semantic.launch.py"),
-            *args,
-        ],
-        env=_launch_env(colcon_build, tmp_path),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc, log = _start_launch(share, colcon_build, tmp_path, args, "launch.log")
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=DOMAIN_ID)
     node = rclpy.create_node("launch_probe", context=context)
@@ -526,7 +633,7 @@ def test_node_launch_in_a_namespace_with_remapped_inputs(
 
         deadline = time.monotonic() + 90
         while inputs() != set(remaps.values()):
-            assert time.monotonic() < deadline, (tmp_path / "launch.log").read_text()
+            assert time.monotonic() < deadline, log.read_text()
             executor.spin_once(timeout_sec=0.2)
         client = node.create_client(GetParameters, "/stereo/stereo_semantic_node/get_parameters")
         assert client.wait_for_service(timeout_sec=30)
@@ -534,10 +641,122 @@ def test_node_launch_in_a_namespace_with_remapped_inputs(
         executor.spin_until_future_complete(future, timeout_sec=30)
         assert future.result().values[0].bool_value is True
     finally:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=60)
-        log.close()
+        code = _stop_launch(proc)
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=context)
-    assert code == 0, (tmp_path / "launch.log").read_text()
+    text = log.read_text()
+    assert code == 0, text
+    assert "escalating to 'SIGTERM'" not in text, text  # the node stops on Ctrl-C by itself
+
+
+@needs_launch
+def test_lifecycle_launch_with_autostart_configures_activates_and_outputs_flow(
+    share: Path, colcon_build: Any, tmp_path: Path
+) -> None:
+    """lifecycle:=true autostart:=true: the launch file itself configures, then activates the
+    lifecycle node, and a stereo pair sent to it comes back as a disparity image."""
+    import time
+
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    from node_harness import Driver
+
+    args = [f"params_file:={_untrained_params(share, tmp_path)}", "lifecycle:=true"]
+    proc, log = _start_launch(share, colcon_build, tmp_path, [*args, "autostart:=true"], "a.log")
+    driver = None
+    try:
+        driver = Driver(DOMAIN_ID, log.read_text)
+        driver.subscribe_outputs(["disparity"])
+        frame = driver.warm_up(timeout=120)  # fails with the launch log unless one comes back
+        disparity = driver.outputs_at(frame.stamp_ns)["disparity"]
+        assert (disparity.image.height, disparity.image.width) == (32, 64)
+        client = driver.node.create_client(GetState, "/stereo_semantic_node/get_state")
+        driver.wait_for(client.service_is_ready, 30, "get_state")
+        future = client.call_async(GetState.Request())
+        driver.wait_for(future.done, 30, "get_state's reply")
+        assert future.result().current_state.label == "active"
+        # a deactivate by hand (a lifecycle manager pausing it) must not be undone by the
+        # launch file's activate handler, which answers the end of configuring only
+        change = driver.node.create_client(ChangeState, "/stereo_semantic_node/change_state")
+        driver.wait_for(change.service_is_ready, 30, "change_state")
+        request = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))
+        future = change.call_async(request)
+        driver.wait_for(future.done, 30, "change_state's reply")
+        assert future.result().success
+        time.sleep(3.0)
+        future = client.call_async(GetState.Request())
+        driver.wait_for(future.done, 30, "get_state's reply")
+        assert future.result().current_state.label == "inactive"
+    finally:
+        if driver is not None:
+            driver.close()
+        code = _stop_launch(proc)
+    text = log.read_text()
+    assert code == 0, text
+    assert "stereo_semantic_lifecycle_node-1]: process started" in text, text
+    assert "escalating to 'SIGTERM'" not in text, text  # the node stops on Ctrl-C by itself
+    # the node's own log lines of the two transitions, in order
+    configured = text.index("configured: network loaded, publishers created")
+    assert text.index("activated: processing while an output has a subscriber") > configured
+
+
+@needs_launch
+def test_lifecycle_launch_without_autostart_leaves_the_node_unconfigured(
+    share: Path, colcon_build: Any, tmp_path: Path
+) -> None:
+    """lifecycle:=true alone: the node waits unconfigured for a lifecycle manager (nothing
+    loaded, no output publishers); autostart:=true without lifecycle:=true starts nothing."""
+    import subprocess
+    import time
+
+    from lifecycle_msgs.srv import GetState
+    from node_harness import OUTPUT_TYPES, Driver
+
+    params = f"params_file:={_untrained_params(share, tmp_path)}"
+    refused = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RUN_LAUNCH,
+            str(share / "launch" / "stereo_semantic.launch.py"),
+            params,
+            "autostart:=true",
+        ],
+        env=_launch_env(colcon_build, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = refused.stdout + refused.stderr
+    assert refused.returncode == 1, output
+    assert "autostart:=true drives the lifecycle node's transitions and needs" in output
+    assert "process started" not in output, output
+
+    proc, log = _start_launch(share, colcon_build, tmp_path, [params, "lifecycle:=true"], "b.log")
+    driver = None
+    try:
+        driver = Driver(DOMAIN_ID, log.read_text)
+        client = driver.node.create_client(GetState, "/stereo_semantic_node/get_state")
+        driver.wait_for(client.service_is_ready, 90, "/stereo_semantic_node/get_state")
+        time.sleep(3.0)  # a configure the launch file should not send would have arrived by now
+        future = client.call_async(GetState.Request())
+        driver.wait_for(future.done, 30, "get_state's reply")
+        assert future.result().current_state.label == "unconfigured"
+        publishers = [
+            info
+            for topic in OUTPUT_TYPES
+            for info in driver.node.get_publishers_info_by_topic("/" + topic)
+            if info.node_name == "stereo_semantic_node"
+        ]
+        assert publishers == []
+    finally:
+        if driver is not None:
+            driver.close()
+        code = _stop_launch(proc)
+    text = log.read_text()
+    assert code == 0, text
+    assert "stereo_semantic_lifecycle_node-1]: process started" in text, text
+    assert "escalating to 'SIGTERM'" not in text, text  # the node stops on Ctrl-C by itself
+    assert "configured: network loaded" not in text, text
