@@ -86,6 +86,7 @@ from stereo_semantic_ros.replay.options import (
 from stereo_semantic_ros.ros.conversions import stamp_to_ns
 from stereo_semantic_ros.ros.stereo_inputs import RejectedFrameError, decode_stereo_inputs
 from stereo_semantic_ros.sync import Synchronizer
+from stereo_semantic_ros.training.provenance import git_revision
 
 PROG = "stereo-semantic-pseudo-label"
 SGBM = "sgbm"
@@ -569,8 +570,6 @@ def label_frames(
     )
     interrupted = False
     seen = 0
-    from stereo_semantic_ros.training.provenance import git_revision
-
     manifest: dict[str, Any] = {
         "tool": PROG,
         "layout_version": LAYOUT_VERSION,

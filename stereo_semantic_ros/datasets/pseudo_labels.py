@@ -29,7 +29,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from stereo_semantic_ros.calibration import CalibrationError, StereoCalibration
@@ -41,8 +40,8 @@ from stereo_semantic_ros.datasets.base import (
     SampleRecord,
     StereoDataset,
     Transform,
-    _imread,
     consistent_disparity_mask,
+    read_label_ids,
     read_png_uint16,
 )
 from stereo_semantic_ros.datasets.kitti import decode_kitti_disparity
@@ -110,20 +109,17 @@ def encode_confidence(confidence: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(c, 0.0, 1.0) * CONFIDENCE_SCALE).astype(np.uint8)
 
 
+_IDENTITY = np.arange(256, dtype=np.uint8)
+
+
 def read_confidence(path: Path) -> np.ndarray:
-    """(H, W) float32 in [0, 1] from a confidence PNG."""
-    image = _imread(path, cv2.IMREAD_UNCHANGED)
-    if image.dtype != np.uint8 or image.ndim != 2:
-        raise DatasetError(f"{path} is {image.dtype} {image.shape}; expected a uint8 grey PNG")
-    return image.astype(np.float32) / np.float32(CONFIDENCE_SCALE)
+    """(H, W) float32 in [0, 1] from a confidence PNG (single-channel 8-bit)."""
+    return read_label_ids(path, _IDENTITY).astype(np.float32) / np.float32(CONFIDENCE_SCALE)
 
 
 def read_train_ids(path: Path) -> np.ndarray:
     """(H, W) uint8 train ids (255 = none) as written, no id mapping."""
-    image = _imread(path, cv2.IMREAD_UNCHANGED)
-    if image.dtype != np.uint8 or image.ndim != 2:
-        raise DatasetError(f"{path} is {image.dtype} {image.shape}; expected a uint8 grey PNG")
-    return image
+    return read_label_ids(path, _IDENTITY)
 
 
 class PseudoLabels(StereoDataset):
