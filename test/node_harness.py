@@ -220,11 +220,18 @@ def make_frame(
     right_rgb = np.roll(rgb, -4, axis=1)[:, : right_width or width]
     if encoding == "rgb8":
         left_px, right_px = rgb, right_rgb
-    elif encoding == "bgr8":
+    elif encoding in ("bgr8", "8UC3"):  # cv_bridge reads 8UC3 as bgr8
         left_px, right_px = rgb[..., ::-1], right_rgb[..., ::-1]
-    elif encoding == "mono8":
+    elif encoding in ("mono8", "8UC1"):
         left_px, right_px = rgb[..., 1], right_rgb[..., 1]
         rgb = np.repeat(left_px[..., None], 3, axis=2)
+    elif encoding in ("mono16", "16UC1"):
+        # a 12-bit sensor: the node's automatic bit depth must bring it back to 8 bits
+        left_px, right_px = (rgb[..., 1].astype("<u2") << 4), (right_rgb[..., 1].astype("<u2") << 4)
+        rgb = np.repeat(rgb[..., 1:2], 3, axis=2)
+    elif encoding in ("yuv422", "bayer_rggb8"):
+        left_px, right_px = _encode(rgb, encoding), _encode(right_rgb, encoding)
+        rgb = _opencv_decoded(left_px, encoding)  # what cv_bridge would hand over
     else:  # an encoding the node must refuse (nv21: 4:2:0, which cv_bridge does not convert)
         left_px, right_px = rgb[..., :2], right_rgb[..., :2]
     return Frame(
@@ -235,6 +242,32 @@ def make_frame(
         right_info=camera_info(stamp_ns, RIGHT_FRAME, width, height, -FX * baseline),
         rgb=np.ascontiguousarray(rgb),
     )
+
+
+def _encode(rgb: np.ndarray, encoding: str) -> np.ndarray:
+    """``rgb`` as a camera would send it: UYVY 4:2:2 (ROS ``yuv422``, BT.601) or an RGGB mosaic."""
+    if encoding == "bayer_rggb8":
+        raw = rgb[..., 1].copy()
+        raw[0::2, 0::2] = rgb[0::2, 0::2, 0]
+        raw[1::2, 1::2] = rgb[1::2, 1::2, 2]
+        return raw
+    r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    u = (b - y) * 0.564 + 128
+    v = (r - y) * 0.713 + 128
+    out = np.empty(rgb.shape[:2] + (2,), np.uint8)
+    out[..., 1] = np.clip(np.rint(y), 0, 255)
+    out[:, 0::2, 0] = np.clip(np.rint((u[:, 0::2] + u[:, 1::2]) / 2), 0, 255)
+    out[:, 1::2, 0] = np.clip(np.rint((v[:, 0::2] + v[:, 1::2]) / 2), 0, 255)
+    return out
+
+
+def _opencv_decoded(pixels: np.ndarray, encoding: str) -> np.ndarray:
+    """OpenCV's RGB of a ``yuv422`` or ``bayer_rggb8`` image, with cv_bridge's conversion codes."""
+    import cv2
+
+    code = cv2.COLOR_YUV2RGB_UYVY if encoding == "yuv422" else cv2.COLOR_BayerBG2RGB
+    return cv2.cvtColor(pixels, code)
 
 
 # --------------------------------------------------------------------------- decoding

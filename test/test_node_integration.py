@@ -189,7 +189,10 @@ def test_qos_defaults_and_overrides(live: Live) -> None:
         assert qos.durability == DurabilityPolicy.VOLATILE, topic
 
 
-@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono8"])
+@pytest.mark.parametrize(
+    "encoding",
+    ["rgb8", "bgr8", "mono8", "8UC1", "8UC3", "mono16", "16UC1", "yuv422", "bayer_rggb8"],
+)
 def test_every_output_matches_the_input_and_camera_model(live: Live, encoding: str) -> None:
     driver = live.driver
     frame = make_frame(driver.next_stamp(), encoding=encoding, seed=7)

@@ -64,15 +64,27 @@ def test_output_depth_is_the_default_and_still_overridable(live: tuple) -> None:
 def test_every_published_frame_arrives_on_every_output(live: tuple) -> None:
     node, driver = live
 
-    def settled() -> dict[str, str]:
+    def idle() -> dict[str, str]:
         return driver.wait_for(
             lambda: (d := driver.fresh_diagnostics()) and d["frames_in_flight"] == "0" and d,
             60,
             "no frame in flight",
         )
 
-    before = settled()
+    def settled() -> dict[str, str]:
+        """Idle, and no input counted for a second: a warm-up frame still on its way under
+        load would otherwise land between the two snapshots (the fresh-clone CI saw 13 of 12)."""
+        last = idle()
+        for _ in range(30):
+            time.sleep(1.0)
+            now = idle()
+            if now["frames_received"] == last["frames_received"]:
+                return now
+            last = now
+        raise AssertionError(f"the node kept receiving frames nobody sent: {last}")
+
     time.sleep(2.0)  # outputs of the warm-up still on their way are not counted below
+    before = settled()
     stamps = []
     for k in range(FRAMES):
         frame = make_frame(driver.next_stamp(), width=640, height=480, seed=k % 3)
