@@ -30,6 +30,8 @@ SHIPPED = {
     "esp_joint": "esp_joint_mixed.pt",
     "corr_mtl": "corr_mtl_mixed.pt",
     "hybridnet": "hybridnet_synthetic.pt",
+    "pseudo_mtl": "pseudo_mtl_synthetic.pt",
+    "synchronized": "synchronized_synthetic.pt",
 }
 UNSHIPPED = sorted(set(list_models()) - set(SHIPPED))
 
