@@ -3,7 +3,9 @@
 ``stereo-semantic-ablation`` trains the same recipe three times, changing only
 ``train.tasks`` (joint vs disparity-only vs segmentation-only) -- same data, augmentation,
 seed, batch, step budget and schedule -- or, with ``--vary SECTION.KEY=V1,V2,...``, once per
-value of that one setting (e.g. ``model.matching_cost=concat,census``), then evaluates each
+value of that one setting (e.g. ``model.matching_cost=concat,census``), or, with
+``--variant NAME:KEY=V[;KEY=V...]`` (repeated), once per named set of settings (a paper's
+ablation that switches several losses at once), then evaluates each
 result on the same held-out split with ``stereo-semantic-eval`` (the shared pipeline, so the
 figures are what the node would publish) and, with ``--real-data`` (e.g.
 ``builtin:motorcycle``), on a real pair too (dense EPE and bad-2: whether an option transfers
@@ -76,6 +78,26 @@ def setting_variants(vary: str) -> list[tuple[str, list[str]]]:
     return [(f"{short}={v}", [f"{key}={v}"]) for v in choices]
 
 
+def named_variants(specs: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """``NAME:SECTION.KEY=V[;...]`` each -> (name, overrides); ``NAME:`` is the recipe as is."""
+    variants: list[tuple[str, list[str]]] = []
+    for spec in specs:
+        name, sep, rest = spec.partition(":")
+        name = name.strip()
+        overrides = [o.strip() for o in rest.split(";") if o.strip()]
+        if not sep or not name or "/" in name or any("=" not in o for o in overrides):
+            raise AblationError(
+                f"--variant needs NAME:SECTION.KEY=VALUE[;SECTION.KEY=VALUE...] (NAME: alone is "
+                f"the recipe as it is), got {spec!r}"
+            )
+        if name in (n for n, _ in variants):
+            raise AblationError(
+                f"--variant {name!r} is given twice; each variant needs its own name"
+            )
+        variants.append((name, overrides))
+    return variants
+
+
 def run_ablation(
     config: Path,
     test_data: Path,
@@ -122,6 +144,7 @@ def run_ablation(
             run_dir / FINAL, test_data, run_dir / "eval", dataset, max_images, device, progress
         )
         row = _row(name, cfg.train.tasks, run_dir, summary, metrics)
+        row["overrides"] = list(variant)
         if real_data is not None:
             real = _evaluate(
                 run_dir / FINAL,
@@ -259,10 +282,17 @@ def plot_losses(out: Path, names: Sequence[str]) -> Path | None:
         return None
     records = [{"step": s, **v} for s, v in sorted(by_step.items())]
     try:
-        return plot_curves(records, out / "ablation.png", groups=groups, title="task ablation")
+        return plot_curves(records, out / "ablation.png", groups=groups, title=title_of(names))
     except VisualizationError as exc:
         print(f"{PROG}: warning: no ablation figure: {exc}", file=sys.stderr)
         return None
+
+
+def title_of(names: Sequence[str]) -> str:
+    """The figure's title: the task ablation by its name, any other by its variants."""
+    if list(names) == list(VARIANTS):
+        return "task ablation"
+    return "ablation: " + ", ".join(names)
 
 
 def running_mean(values: Sequence[float], window: int) -> list[float]:
@@ -317,6 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--vary model.matching_cost=concat,census",
     )
     parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:SECTION.KEY=V[;SECTION.KEY=V...]",
+        help="a named variant with its settings (repeat for each; 'NAME:' alone is the recipe "
+        "as it is), instead of the task ablation, e.g. --variant "
+        "'no-confidence:loss.cross_view.confidence=false'",
+    )
+    parser.add_argument(
         "--real-data",
         default=None,
         help="also evaluate each variant on a real pair (builtin:motorcycle, or a Middlebury "
@@ -339,7 +378,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = [PROG, *(sys.argv[1:] if argv is None else argv)]
     try:
-        variants = setting_variants(args.vary) if args.vary else None
+        if args.vary and args.variant:
+            raise AblationError("give either --vary or --variant, not both")
+        if args.vary:
+            variants = setting_variants(args.vary)
+        elif args.variant:
+            variants = named_variants(args.variant)
+        else:
+            variants = None
         report = run_ablation(
             args.config,
             args.test_data,
