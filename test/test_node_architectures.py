@@ -1,9 +1,9 @@
-"""The live node with each other architecture's parameter file and shipped weights, over DDS.
+"""The live node with each of the five parameter files and its shipped weights, over DDS.
 
-``config/corr_mtl.yaml`` (stereo), ``config/hybridnet.yaml``, ``config/pseudo_mtl.yaml`` and
-``config/synchronized.yaml`` (single image: disparity = fx * B / depth), started as a user would,
-must publish every output with esp_joint's conventions. Checked on 64x32 frames (fx = 50 px,
-B = 0.1 m).
+``config/esp_joint.yaml`` (the default) and ``config/corr_mtl.yaml`` (stereo),
+``config/hybridnet.yaml``, ``config/pseudo_mtl.yaml`` and ``config/synchronized.yaml`` (single
+image: disparity = fx * B / depth), started as a user would, must publish every output with the
+same conventions. Checked on 64x32 frames (fx = 50 px, B = 0.1 m).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class Case(NamedTuple):
 
 
 CASES = (
+    Case("esp_joint", "esp_joint_mixed.pt", 133, 96),
     Case("corr_mtl", "corr_mtl_mixed.pt", 55, 96),
     Case("hybridnet", "hybridnet_synthetic.pt", 56, 64),
     Case("pseudo_mtl", "pseudo_mtl_synthetic.pt", 131, 64),
