@@ -28,7 +28,9 @@ PARAMS = (
     "-p",
     "qos_reliability:=reliable",  # best-effort 640x480 inputs lose fragments: measure outputs
     "-p",
-    "qos_overrides./disparity/color.publisher.depth:=2",
+    # overridable, and to a depth that still loses nothing: a fresh-clone CI run on a loaded
+    # machine lost 1 of 11 frames on this topic when the override was 2
+    "qos_overrides./disparity/color.publisher.depth:=12",
 )
 
 
@@ -56,7 +58,7 @@ def test_output_depth_is_the_default_and_still_overridable(live: tuple) -> None:
     _, driver = live
     names = [f"qos_overrides./{t}.publisher.depth" for t in OUTPUT_TYPES]
     values = driver.get_parameters(*names)
-    expected = {n: 2 if "/disparity/color." in n else OUTPUT_DEPTH for n in names}
+    expected = {n: 12 if "/disparity/color." in n else OUTPUT_DEPTH for n in names}
     assert values == expected
     assert OUTPUT_DEPTH == 10
 
