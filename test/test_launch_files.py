@@ -519,7 +519,6 @@ def test_replay_launch_ends_by_itself_when_playback_ends(
 ) -> None:
     """The installed replay.launch.py under LaunchService, no ros2 on PATH: the built-in player
     plays a bag into the node, and the launch returns 0 on its own once playback is over."""
-    import subprocess
 
     bag = tmp_path / "bag"
     from stereo_semantic_ros.bagtools import make_bag
@@ -534,20 +533,29 @@ def test_replay_launch_ends_by_itself_when_playback_ends(
         "play_delay:=2.0",
         "tail:=2.0",
     ]
-    proc = subprocess.run(
-        [sys.executable, "-c", RUN_LAUNCH, str(share / "launch" / "replay.launch.py"), *args],
-        env=_launch_env(colcon_build, tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output
+    code, output = _run_launch(share, colcon_build, tmp_path, "replay.launch.py", args, 240)
+    assert code == 0, output
     assert "replay: player builtin, recording off" in output
     assert "stereo-semantic-play: published 24 messages" in output
     assert "replay: playback finished; shutting down in 2.0 s" in output
     assert "stereo_semantic_node-1]: process has finished cleanly" in output, output
+
+
+def _run_launch(
+    share: Path, colcon_build: Any, tmp_path: Path, launch: str, args: list[str], timeout: int = 120
+) -> tuple[int, str]:
+    """An installed launch file under LaunchService, run to its end: (exit code, output)."""
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN_LAUNCH, str(share / "launch" / launch), *args],
+        env=_launch_env(colcon_build, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
 
 
 def _start_launch(
@@ -707,30 +715,15 @@ def test_lifecycle_launch_without_autostart_leaves_the_node_unconfigured(
 ) -> None:
     """lifecycle:=true alone: the node waits unconfigured for a lifecycle manager (nothing
     loaded, no output publishers); autostart:=true without lifecycle:=true starts nothing."""
-    import subprocess
     import time
 
     from lifecycle_msgs.srv import GetState
     from node_harness import OUTPUT_TYPES, Driver
 
     params = f"params_file:={_untrained_params(share, tmp_path)}"
-    refused = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            RUN_LAUNCH,
-            str(share / "launch" / "stereo_semantic.launch.py"),
-            params,
-            "autostart:=true",
-        ],
-        env=_launch_env(colcon_build, tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    output = refused.stdout + refused.stderr
-    assert refused.returncode == 1, output
+    launch = "stereo_semantic.launch.py"
+    code, output = _run_launch(share, colcon_build, tmp_path, launch, [params, "autostart:=true"])
+    assert code == 1, output
     assert "autostart:=true drives the lifecycle node's transitions and needs" in output
     assert "process started" not in output, output
 
