@@ -111,3 +111,15 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     argv = ["--out", str(root), "--count", "6", "--width", "96", "--height", "48"]
     assert cli.main([*argv, "--seed", "0", "--workers", "1"]) == 0
     return root
+
+
+@pytest.fixture(scope="session")
+def data_bag(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``data_root``'s six scenes as a rosbag2 (mcap) with their ground-truth topics, made by
+    make-bag; read-only for the tests that share it."""
+    from stereo_semantic_ros.bagtools.make_bag import main as make_bag_main
+
+    out = tmp_path_factory.mktemp("bag") / "drive"
+    argv = ["--out", str(out), "--source", "kitti2015", "--data", str(data_root)]
+    assert make_bag_main([*argv, "--count", "6", "--no-progress"]) == 0
+    return out

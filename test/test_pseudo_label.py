@@ -16,7 +16,6 @@ import torch
 import yaml
 
 from stereo_semantic_ros.augment import Augmentor
-from stereo_semantic_ros.bagtools.make_bag import main as make_bag_main
 from stereo_semantic_ros.checkpoint import load_checkpoint
 from stereo_semantic_ros.datasets.base import (
     CONFIDENCE_KEY,
@@ -39,12 +38,9 @@ N = 6
 
 
 @pytest.fixture(scope="module")
-def bag(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bag(data_bag: Path) -> Path:
     """The six 96x48 synthetic scenes as a rosbag2 with their ground-truth topics."""
-    out = tmp_path_factory.mktemp("bag") / "drive"
-    argv = ["--out", str(out), "--source", "kitti2015", "--data", str(data_root)]
-    assert make_bag_main([*argv, "--count", str(N), "--no-progress"]) == 0
-    return out
+    return data_bag
 
 
 @pytest.fixture(scope="module")

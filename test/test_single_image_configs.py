@@ -15,21 +15,17 @@ import yaml
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
-from stereo_semantic_ros.bagtools.make_bag import main as make_bag_main
 from stereo_semantic_ros.bagtools.replay import main as replay_main
 from stereo_semantic_ros.ros.settings import SPECS, NodeSettings
 
 REPO = Path(__file__).resolve().parents[1]
-N = 4
+N = 6  # the frames of conftest's data_bag
 CASES = [("pseudo_mtl", "pseudo_mtl_synthetic.pt"), ("synchronized", "synchronized_synthetic.pt")]
 
 
 @pytest.fixture(scope="module")
-def bag(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("bag") / "drive"
-    argv = ["--out", str(out), "--source", "kitti2015", "--data", str(data_root)]
-    assert make_bag_main([*argv, "--count", str(N), "--no-progress"]) == 0
-    return out
+def bag(data_bag: Path) -> Path:
+    return data_bag
 
 
 def _messages(bag: Path, topic: str) -> list:
